@@ -1,0 +1,13 @@
+"""fastnet's own error types: every failure a user can cause is one of these."""
+
+
+class FastnetError(Exception):
+    """Base class of the errors fastnet raises on purpose."""
+
+
+class DataError(FastnetError, ValueError):
+    """A data file is missing, malformed or fails its checksum."""
+
+
+class CheckpointError(FastnetError, ValueError):
+    """A checkpoint file is not a valid fastnet checkpoint for this use."""

@@ -1,0 +1,191 @@
+"""The layer contract: ``Parameter``, ``Module`` and ``Sequential``.
+
+A module has an explicit ``forward(x) -> y`` and ``backward(dy) -> dx``. ``forward``
+caches what ``backward`` needs; ``backward`` assigns ``p.grad`` for the module's own
+parameters (no accumulation), returns ``dx`` and never mutates ``dy``. Parameters,
+buffers and sub-modules register on attribute assignment, in insertion order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+
+class Parameter:
+    """A trainable array and its gradient.
+
+    Parameters
+    ----------
+    data : ndarray
+        The value (float32 or float64), stored as given.
+    name : str
+        Dotted name, filled in by the owning module when it registers the parameter.
+    """
+
+    def __init__(self, data: np.ndarray, name: str = "") -> None:
+        self.data = data
+        self.grad: np.ndarray | None = None
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of layers and networks."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__()")
+        for registry in (self._parameters, self._buffers, self._modules):
+            registry.pop(name, None)
+        if isinstance(value, Parameter):
+            value.name = value.name or name
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, value: np.ndarray) -> None:
+        """Register state that is saved in ``state_dict`` but not trained (running stats)."""
+        setattr(self, name, value)
+        self._buffers[name] = True
+
+    # -- computation -------------------------------------------------------------------
+    def forward(self, *args: Any) -> Any:
+        """Compute the output and cache what ``backward`` needs."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """Return ``dx`` and set the gradients of this module's parameters."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, *args: Any) -> Any:
+        return self.forward(*args)
+
+    # -- traversal ---------------------------------------------------------------------
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """Yield ``(dotted_name, module)`` for this module and all sub-modules."""
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """Yield ``(dotted_name, parameter)`` in registration order."""
+        for prefix, module in self.named_modules():
+            for name, p in module._parameters.items():
+                yield (f"{prefix}.{name}" if prefix else name), p
+
+    def parameters(self) -> list[Parameter]:
+        """All parameters, in registration order."""
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(dotted_name, array)`` for every buffer."""
+        for prefix, module in self.named_modules():
+            for name in module._buffers:
+                yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
+
+    # -- modes -------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode on this module and all sub-modules; returns ``self``."""
+        for _, module in self.named_modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        """Set evaluation mode (``train(False)``); returns ``self``."""
+        return self.train(False)
+
+    # -- state -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of all parameters and buffers, keyed by dotted attribute path."""
+        state = {name: p.data.copy() for name, p in self.named_parameters()}
+        state.update({name: b.copy() for name, b in self.named_buffers()})
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
+        """Copy ``state`` into the parameters and buffers, in place.
+
+        Parameters
+        ----------
+        state : dict of str to ndarray
+            As returned by ``state_dict``.
+        strict : bool
+            Require exactly the same keys. Shapes must always match.
+
+        Raises
+        ------
+        KeyError
+            Missing or unexpected keys (with ``strict``).
+        ValueError
+            A value whose shape differs from the module's.
+        """
+        targets = {name: p.data for name, p in self.named_parameters()}
+        targets.update(dict(self.named_buffers()))
+        missing = [k for k in targets if k not in state]
+        unexpected = [k for k in state if k not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
+            )
+        for name, value in state.items():
+            if name not in targets:
+                continue
+            target, value = targets[name], np.asarray(value)
+            if target.shape != value.shape:
+                raise ValueError(
+                    f"load_state_dict: {name} must have shape {target.shape}, got {value.shape}"
+                )
+            target[...] = value
+
+    def __repr__(self) -> str:
+        lines = [f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()]
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        return f"{type(self).__name__}({extra}\n" + "\n".join(lines) + "\n)"
+
+    def extra_repr(self) -> str:
+        """Hyper-parameters shown by ``repr``."""
+        return ""
+
+
+class Sequential(Module):
+    """Modules applied in order; ``backward`` runs them in reverse.
+
+    Sub-modules are named ``"0"``, ``"1"``, ... as in PyTorch.
+    """
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        for i, m in enumerate(modules):
+            setattr(self, str(i), m)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        for m in reversed(self._modules.values()):
+            dy = m.backward(dy)
+        return dy

@@ -1,0 +1,76 @@
+"""Shared fixtures and the one tolerance table for parity tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+# (rtol, atol) per kernel family and dtype: kernel vs. its NumPy reference.
+# Families that reduce over many terms get looser float32 bounds (summation order differs).
+TOLERANCES: dict[str, dict[str, tuple[float, float]]] = {
+    "activation": {"float32": (1e-5, 1e-6), "float64": (1e-14, 1e-15)},
+    "affine": {"float32": (1e-5, 1e-5), "float64": (1e-12, 1e-12)},
+    "conv": {"float32": (1e-4, 1e-4), "float64": (1e-11, 1e-11)},
+    "pool": {"float32": (1e-6, 1e-6), "float64": (1e-14, 1e-14)},
+    "softmax_ce": {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-14)},
+    "batchnorm": {"float32": (1e-4, 1e-5), "float64": (1e-10, 1e-12)},
+    "dropout": {"float32": (1e-6, 1e-7), "float64": (1e-14, 1e-15)},
+    "optim": {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-14)},
+}
+
+# Reference backward vs. central finite differences (float64 only).
+FINITE_DIFF = {"eps": 1e-6, "rtol": 1e-6, "atol": 1e-8}
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh, seeded generator per test (never a global seed)."""
+    return np.random.default_rng(20261128)
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request: pytest.FixtureRequest) -> np.dtype:
+    return np.dtype(request.param)
+
+
+@pytest.fixture(params=[False, True], ids=["serial", "parallel"])
+def parallel(request: pytest.FixtureRequest) -> bool:
+    return request.param
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, family: str) -> None:
+    """Assert shape and dtype first, then values within the family's tolerance."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
+    assert actual.dtype == expected.dtype, f"dtype {actual.dtype} != {expected.dtype}"
+    rtol, atol = TOLERANCES[family][actual.dtype.name]
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = FINITE_DIFF["eps"]):
+    """Central-difference gradient of the scalar ``f()`` with respect to ``x`` (in place).
+
+    ``x`` is perturbed element by element and restored; ``f`` must read ``x``.
+    """
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        plus = f()
+        flat[i] = old - eps
+        minus = f()
+        flat[i] = old
+        gflat[i] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def assert_grad_close(analytic: np.ndarray, numeric: np.ndarray) -> None:
+    """Compare an analytic float64 gradient with a finite-difference one."""
+    assert analytic.shape == numeric.shape
+    np.testing.assert_allclose(
+        analytic, numeric, rtol=FINITE_DIFF["rtol"], atol=FINITE_DIFF["atol"]
+    )
