@@ -46,8 +46,10 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__()")
-        for registry in (self._parameters, self._buffers, self._modules):
-            registry.pop(name, None)
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if name in self._buffers and not isinstance(value, np.ndarray):
+            del self._buffers[name]
         if isinstance(value, Parameter):
             value.name = value.name or name
             self._parameters[name] = value
@@ -58,7 +60,7 @@ class Module:
     def register_buffer(self, name: str, value: np.ndarray) -> None:
         """Register state that is saved in ``state_dict`` but not trained (running stats)."""
         setattr(self, name, value)
-        self._buffers[name] = True
+        self._buffers[name] = None
 
     # -- computation -------------------------------------------------------------------
     def forward(self, *args: Any) -> Any:
@@ -135,9 +137,7 @@ class Module:
         missing = [k for k in targets if k not in state]
         unexpected = [k for k in state if k not in targets]
         if strict and (missing or unexpected):
-            raise KeyError(
-                f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
-            )
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
         for name, value in state.items():
             if name not in targets:
                 continue
@@ -148,8 +148,25 @@ class Module:
                 )
             target[...] = value
 
+    def to(self, dtype: np.dtype | type) -> Module:
+        """Convert all parameters and buffers to ``dtype`` (float32 or float64), in place.
+
+        Gradients are cleared. Returns ``self``.
+        """
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"Module.to: dtype must be float32 or float64, got {dtype}")
+        for _, module in self.named_modules():
+            for p in module._parameters.values():
+                p.data, p.grad = p.data.astype(dtype), None
+            for name in module._buffers:
+                object.__setattr__(module, name, getattr(module, name).astype(dtype))
+        return self
+
     def __repr__(self) -> str:
-        lines = [f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()]
+        lines = [
+            f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()
+        ]
         extra = self.extra_repr()
         if not lines:
             return f"{type(self).__name__}({extra})"

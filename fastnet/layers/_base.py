@@ -1,0 +1,54 @@
+"""Helpers shared by the layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fastnet import init
+from fastnet.module import Module
+
+INITS = {"he": init.he, "xavier": init.xavier}
+
+
+def float_dtype(owner: str, dtype: Any) -> np.dtype:
+    """Return ``dtype`` as float32 or float64, else raise ValueError."""
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"{owner}: dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def positive_int(owner: str, name: str, value: Any) -> int:
+    """Return ``value`` as an int > 0, else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def init_weight(
+    owner: str,
+    weight_init: str | float,
+    shape: tuple[int, ...],
+    fan_in: int,
+    rng: np.random.Generator | None,
+    dtype: np.dtype,
+) -> np.ndarray:
+    """Draw an initial weight: ``"he"``, ``"xavier"`` or a float standard deviation."""
+    rng = np.random.default_rng() if rng is None else rng
+    if isinstance(weight_init, str):
+        if weight_init not in INITS:
+            raise ValueError(
+                f"{owner}: weight_init must be 'he', 'xavier' or a float std, got {weight_init!r}"
+            )
+        return INITS[weight_init](shape, fan_in, rng, dtype)
+    return init.normal(shape, float(weight_init), rng, dtype)
+
+
+def cached(module: Module, name: str) -> Any:
+    """Return the forward cache ``name`` or raise if ``forward`` has not run."""
+    value = getattr(module, name, None)
+    if value is None:
+        raise RuntimeError(f"{type(module).__name__}.backward called before forward")
+    return value

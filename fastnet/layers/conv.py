@@ -1,0 +1,82 @@
+"""Conv2d: the convolution layer (book chapter 7.4), PyTorch's interface."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnet.layers._base import cached, float_dtype, init_weight, positive_int
+from fastnet.module import Module, Parameter
+from kernels import _checks
+from kernels.conv import conv2d_backward, conv2d_forward
+
+
+class Conv2d(Module):
+    """2-d convolution (cross-correlation) over NCHW input.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size, stride, padding : int or (int, int)
+        As in ``torch.nn.Conv2d`` (zero padding).
+    bias : bool
+        Learn an additive bias per output channel.
+    weight_init : "he", "xavier" or float
+        He by default (the book's choice for ReLU nets; PyTorch's default is a scaled
+        uniform), or a fixed standard deviation. The bias starts at zero.
+    rng : numpy.random.Generator, optional
+        Source of the initial weights.
+    dtype : float32 (default) or float64
+
+    Attributes
+    ----------
+    weight : Parameter, (OC, C, KH, KW), PyTorch's layout
+    bias : Parameter (OC,) or None
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        bias: bool = True,
+        *,
+        weight_init: str | float = "he",
+        rng: np.random.Generator | None = None,
+        dtype: type = np.float32,
+    ) -> None:
+        super().__init__()
+        c = positive_int("Conv2d", "in_channels", in_channels)
+        oc = positive_int("Conv2d", "out_channels", out_channels)
+        kh, kw = _checks.int_pair("Conv2d", "kernel_size", kernel_size, 1)
+        self.stride = _checks.int_pair("Conv2d", "stride", stride, 1)
+        self.padding = _checks.int_pair("Conv2d", "padding", padding, 0)
+        dt = float_dtype("Conv2d", dtype)
+        shape = (oc, c, kh, kw)
+        self.weight = Parameter(init_weight("Conv2d", weight_init, shape, c * kh * kw, rng, dt))
+        self.bias = Parameter(np.zeros(oc, dt)) if bias else None
+        self._x = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) -> (N, OC, OH, OW)."""
+        b = None if self.bias is None else self.bias.data
+        y = conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
+        self._x = x
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """(N, OC, OH, OW) -> (N, C, H, W); sets ``weight.grad`` and ``bias.grad``."""
+        x = cached(self, "_x")
+        dx, dw, db = conv2d_backward(dy, x, self.weight.data, self.stride, self.padding)
+        self.weight.grad = dw
+        if self.bias is not None:
+            self.bias.grad = db
+        return dx
+
+    def extra_repr(self) -> str:
+        oc, c, kh, kw = self.weight.data.shape
+        return (
+            f"{c}, {oc}, kernel_size={(kh, kw)}, stride={self.stride}, padding={self.padding}, "
+            f"bias={self.bias is not None}"
+        )

@@ -1,0 +1,48 @@
+"""Dropout (book chapter 6.4.3), inverted as in PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnet.layers._base import cached
+from fastnet.module import Module
+from kernels.dropout import dropout_backward, dropout_forward
+
+
+class Dropout(Module):
+    """Inverted dropout: in training, zero each unit with probability ``p`` and scale the
+    kept ones by ``1 / (1 - p)``; identity in eval mode.
+
+    Parameters
+    ----------
+    p : float
+        Drop probability in [0, 1].
+    rng : numpy.random.Generator, optional
+        Source of the masks (seed it for reproducible training).
+    """
+
+    def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None) -> None:
+        super().__init__()
+        if not 0 <= float(p) <= 1:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.rng = np.random.default_rng() if rng is None else rng
+        self._mask = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Any shape -> same shape."""
+        if not self.training:
+            self._mask = False
+            return x
+        y, self._mask = dropout_forward(x, self.p, self.rng)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """Same mask and scale as the forward pass; identity after an eval forward."""
+        mask = cached(self, "_mask")
+        if mask is False:
+            return dy
+        return dropout_backward(dy, mask, self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

@@ -1,0 +1,37 @@
+"""SoftmaxWithLoss (book chapter 5.6.3): fused softmax and cross-entropy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnet.layers._base import cached
+from fastnet.module import Module
+from kernels.softmax_ce import softmax_ce_backward, softmax_ce_forward
+
+
+class SoftmaxCrossEntropy(Module):
+    """Mean cross-entropy of ``softmax(logits)`` against integer labels.
+
+    Same value and gradient as ``torch.nn.functional.cross_entropy(logits, labels)``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = None
+
+    def forward(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        """Return the mean loss over the batch.
+
+        Parameters
+        ----------
+        logits : ndarray (N, K), float32 or float64
+        labels : ndarray (N,), integers in [0, K)
+        """
+        loss, probs = softmax_ce_forward(logits, labels)
+        self._cache = (probs, np.asarray(labels))
+        return loss
+
+    def backward(self, dloss: float = 1.0) -> np.ndarray:
+        """Return ``dlogits`` (N, K) for an upstream gradient ``dloss`` of the loss."""
+        probs, labels = cached(self, "_cache")
+        return softmax_ce_backward(probs, labels, dloss)

@@ -1,0 +1,83 @@
+"""MaxPool2d and AvgPool2d (book chapter 7.5), PyTorch's interface."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnet.layers._base import cached
+from fastnet.module import Module
+from kernels import _checks
+from kernels.pool import (
+    avgpool2d_backward,
+    avgpool2d_forward,
+    maxpool2d_backward,
+    maxpool2d_forward,
+)
+
+
+class _Pool2d(Module):
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        self.kernel_size = _checks.int_pair(owner, "kernel_size", kernel_size, 1)
+        self.stride = (
+            self.kernel_size if stride is None else _checks.int_pair(owner, "stride", stride, 1)
+        )
+        self.padding = _checks.int_pair(owner, "padding", padding, 0)
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling over NCHW input; ties go to the first index; padding is -inf.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int)
+        At most half the kernel size (as in PyTorch).
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) -> (N, C, OH, OW)."""
+        y, indices = maxpool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        self._cache = (indices, x.shape)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """(N, C, OH, OW) -> (N, C, H, W)."""
+        indices, x_shape = cached(self, "_cache")
+        return maxpool2d_backward(dy, indices, x_shape)
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling over NCHW input; zero padding counts in the divisor (PyTorch's default).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int)
+        At most half the kernel size (as in PyTorch).
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) -> (N, C, OH, OW)."""
+        y = avgpool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        self._cache = x.shape
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """(N, C, OH, OW) -> (N, C, H, W)."""
+        x_shape = cached(self, "_cache")
+        return avgpool2d_backward(dy, x_shape, self.kernel_size, self.stride, self.padding)

@@ -1,0 +1,138 @@
+"""Pictures: training curves, first-layer filters, misclassified digits, and reading a
+user's digit image for ``fastnet predict``. Needs the ``plot`` extra (matplotlib, Pillow).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastnet.errors import FastnetError
+
+MAX_GRID = 100
+
+
+class MissingExtra(FastnetError):
+    """An optional dependency is not installed."""
+
+
+def _require(module: str) -> Any:
+    try:
+        if module == "matplotlib":
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            return plt
+        from PIL import Image
+
+        return Image
+    except ImportError:
+        raise MissingExtra(f"this command needs {module}: pip install 'fastnet[plot]'") from None
+
+
+def load_digit(path: str | Path) -> np.ndarray:
+    """Read a PNG/JPEG image as an MNIST-style digit.
+
+    The image is converted to grey, inverted when its background is light (MNIST is
+    white on black), cropped to the ink, scaled to fit 20x20 keeping the aspect ratio and
+    centred by its centre of mass in a 28x28 frame, as MNIST was made.
+
+    Returns
+    -------
+    ndarray float32 (1, 28, 28) in [0, 1].
+    """
+    image_mod = _require("PIL")
+    try:
+        with image_mod.open(path) as im:
+            grey = np.asarray(im.convert("L"), dtype=np.float32) / 255
+    except (OSError, ValueError) as e:
+        raise FastnetError(f"{path}: not a readable image ({e})") from None
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if np.median(border) > 0.5:
+        grey = 1 - grey
+    ink = np.argwhere(grey > 0.1)
+    if len(ink) == 0:
+        return np.zeros((1, 28, 28), np.float32)
+    (top, left), (bottom, right) = ink.min(axis=0), ink.max(axis=0) + 1
+    crop = grey[top:bottom, left:right]
+    scale = 20 / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    small = image_mod.fromarray((crop * 255).astype(np.uint8)).resize(
+        size, image_mod.Resampling.LANCZOS
+    )
+    digit = np.asarray(small, dtype=np.float32) / 255
+    frame = np.zeros((28, 28), np.float32)
+    rows, cols = np.indices(digit.shape)
+    mass = max(float(digit.sum()), 1e-6)
+    cy, cx = (rows * digit).sum() / mass, (cols * digit).sum() / mass
+    y0 = int(np.clip(round(14 - cy), 0, 28 - digit.shape[0]))
+    x0 = int(np.clip(round(14 - cx), 0, 28 - digit.shape[1]))
+    frame[y0 : y0 + digit.shape[0], x0 : x0 + digit.shape[1]] = digit
+    return frame[None]
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = int(np.ceil(np.sqrt(n)))
+    return max(1, int(np.ceil(n / cols))), max(1, cols)
+
+
+def save_misclassified(
+    path: str | Path, images: np.ndarray, labels: np.ndarray, pred: np.ndarray
+) -> None:
+    """Save up to ``MAX_GRID`` uint8 images (N, 1, 28, 28) titled "label -> prediction"."""
+    plt = _require("matplotlib")
+    n = min(len(images), MAX_GRID)
+    rows, cols = _grid(n)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.25), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i, 0], cmap="gray")
+            ax.set_title(f"{labels[i]}->{pred[i]}", fontsize=8, color="red")
+    fig.suptitle("misclassified test images: label -> prediction")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Write ``curves.png`` and ``filters.png`` into a run folder; return their paths."""
+    from fastnet import checkpoint
+
+    plt = _require("matplotlib")
+    run = Path(run_dir)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    epochs = [r["epoch"] for r in records]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["train_loss"] for r in records], marker="o")
+    ax_loss.set(xlabel="epoch", ylabel="train loss", title="loss")
+    for key in ("train_accuracy", "val_accuracy", "test_accuracy"):
+        if records and key in records[0]:
+            ax_acc.plot(epochs, [r[key] for r in records], marker="o", label=key.split("_")[0])
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax_acc.legend()
+    fig.tight_layout()
+    written = [run / "curves.png"]
+    fig.savefig(written[0], dpi=100)
+    plt.close(fig)
+
+    model_state, _, _ = checkpoint.load(run / "checkpoint.npz")
+    first = next((v for k, v in model_state.items() if k.endswith("weight") and v.ndim == 4), None)
+    if first is not None:
+        rows, cols = _grid(first.shape[0])
+        fig, axes = plt.subplots(rows, cols, figsize=(cols, rows), squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < first.shape[0]:
+                ax.imshow(first[i, 0], cmap="gray_r", interpolation="nearest")
+        fig.suptitle("first-layer filters")
+        fig.savefig(run / "filters.png", dpi=100)
+        plt.close(fig)
+        written.append(run / "filters.png")
+    return written

@@ -1,0 +1,140 @@
+"""2-D convolution (cross-correlation, as ``torch.nn.functional.conv2d``), forward and backward.
+
+Layouts: x ``(N, C, H, W)``, w ``(OC, C, KH, KW)`` (PyTorch's), b ``(OC,)``,
+y ``(N, OC, OH, OW)`` with ``OH = (H + 2*PH - KH) // SH + 1`` and
+``OW = (W + 2*PW - KW) // SW + 1``; zero padding. float32 or float64, not mixed.
+See ``kernels.conv.cpu`` for the implementation (per-image im2col + BLAS).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from kernels import _checks
+from kernels.conv import cpu
+
+X = "(N, C, H, W)"
+W = "(OC, C, KH, KW)"
+
+
+def _geometry(op: str, x: np.ndarray, w: np.ndarray, stride, padding) -> tuple[int, ...]:
+    """Validate stride, padding and the kernel size; return
+    ``(KH, KW, SH, SW, PH, PW, OH, OW)``."""
+    sh, sw = _checks.int_pair(op, "stride", stride, 1)
+    ph, pw = _checks.int_pair(op, "padding", padding, 0)
+    _checks.shape_is(op, "w", w, (w.shape[0], x.shape[1], *w.shape[2:]), W + " with C = x's")
+    _, _, h, wd = x.shape
+    _, _, kh, kw = w.shape
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"{op}: kernel (KH, KW) = {(kh, kw)} must fit the padded input "
+            f"(H + 2*PH, W + 2*PW) = {(h + 2 * ph, wd + 2 * pw)}"
+        )
+    return kh, kw, sh, sw, ph, pw, oh, ow
+
+
+def _chunks(n: int, parallel: bool) -> int:
+    """Batch chunks for the kernels: one per thread (at most one per image), 1 if serial."""
+    return max(1, min(numba.get_num_threads(), n)) if parallel else 1
+
+
+def conv2d_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    *,
+    parallel: bool = True,
+) -> np.ndarray:
+    """2-D convolution ``y = conv2d(x, w) + b``.
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W), float32 or float64
+    w : ndarray (OC, C, KH, KW), same dtype as ``x``
+    b : ndarray (OC,), same dtype as ``x``, or None (no bias)
+    stride : int or (SH, SW), each >= 1
+    padding : int or (PH, PW), each >= 0 (zero padding on both sides)
+    parallel : bool
+        Use the multi-threaded variant (the batch is split across threads).
+
+    Returns
+    -------
+    ndarray (N, OC, OH, OW), dtype of ``x``.
+    """
+    op = "conv2d_forward"
+    x = _checks.float_array(op, "x", x, X)
+    w = _checks.float_array(op, "w", w, W)
+    if b is None:
+        b = np.zeros(w.shape[0], dtype=w.dtype)
+    b = _checks.float_array(op, "b", b, "(OC,)")
+    _checks.same_dtype(op, x=x, w=w, b=b)
+    _checks.shape_is(op, "b", b, (w.shape[0],), "(OC,)")
+    geom = _geometry(op, x, w, stride, padding)
+    y = np.empty((x.shape[0], w.shape[0], geom[6], geom[7]), dtype=x.dtype)
+    with cpu.one_blas_thread():
+        cpu.conv2d_forward(
+            x,
+            w.reshape(w.shape[0], -1),
+            b,
+            y.reshape(*y.shape[:2], -1),
+            geom,
+            _chunks(x.shape[0], parallel),
+            parallel=parallel,
+        )
+    return y
+
+
+def conv2d_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    *,
+    parallel: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of ``conv2d_forward`` with respect to its input, weights and bias.
+
+    Parameters
+    ----------
+    dy : ndarray (N, OC, OH, OW), upstream gradient, same dtype as ``x``
+    x : ndarray (N, C, H, W), the forward input, float32 or float64
+    w : ndarray (OC, C, KH, KW), the weights, same dtype as ``x``
+    stride, padding : int or pair, as in ``conv2d_forward``
+    parallel : bool
+        Use the multi-threaded variant (per-thread partial ``dw`` reduced at the end).
+
+    Returns
+    -------
+    dx : ndarray (N, C, H, W)
+    dw : ndarray (OC, C, KH, KW)
+    db : ndarray (OC,)
+        All in the dtype of ``x``; ``db`` is returned even if the layer has no bias.
+    """
+    op = "conv2d_backward"
+    dy = _checks.float_array(op, "dy", dy, "(N, OC, OH, OW)")
+    x = _checks.float_array(op, "x", x, X)
+    w = _checks.float_array(op, "w", w, W)
+    _checks.same_dtype(op, dy=dy, x=x, w=w)
+    geom = _geometry(op, x, w, stride, padding)
+    _checks.shape_is(op, "dy", dy, (x.shape[0], w.shape[0], *geom[6:]), "(N, OC, OH, OW)")
+    dx = np.zeros_like(x)
+    dw = np.empty_like(w)
+    db = np.empty(w.shape[0], dtype=w.dtype)
+    with cpu.one_blas_thread():
+        cpu.conv2d_backward(
+            dy.reshape(*dy.shape[:2], -1),
+            x,
+            w.reshape(w.shape[0], -1),
+            dx,
+            dw.reshape(w.shape[0], -1),
+            db,
+            geom,
+            _chunks(x.shape[0], parallel),
+            parallel=parallel,
+        )
+    return dx, dw, db
