@@ -70,9 +70,16 @@ _non_negative = _number(lambda v: 0 <= v < float("inf"), "a number >= 0")
 _fraction = _number(lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump): exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (flags in the PyTorch-examples spelling)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fastnet",
         description="Train and run the book's networks on MNIST with Numba kernels.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -254,9 +254,9 @@ def fit(
     history = []
     with _sigint_flag() as interrupt:
         for epoch in range(state.epoch, config.epochs):
-            if state.shuffle_state is None:
-                state.shuffle_state = shuffle_rng.bit_generator.state
-            shuffle_rng.bit_generator.state = state.shuffle_state
+            if state.shuffle_state is not None:  # resuming: replay this epoch's order
+                shuffle_rng.bit_generator.state = state.shuffle_state
+            state.shuffle_state = shuffle_rng.bit_generator.state
             opt.lr = lr_at(config, epoch)
             model.train()
             batches = iterate_batches(x_tr, t_tr, config.batch_size, shuffle=True, rng=shuffle_rng)
@@ -312,7 +312,11 @@ def fit(
                 f"{record['images_per_s']:.0f} img/s  {state.train_seconds:.1f} s"
             )
             best = acc > state.best_accuracy
-            state = _State(epoch=epoch + 1, best_accuracy=max(acc, state.best_accuracy))
+            state = _State(
+                epoch=epoch + 1,
+                shuffle_state=shuffle_rng.bit_generator.state,
+                best_accuracy=max(acc, state.best_accuracy),
+            )
             save(out / "checkpoint.npz")
             if best:
                 save(out / "best.npz")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,12 @@ TOLERANCES: dict[str, dict[str, tuple[float, float]]] = {
     "optim": {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-14)},
 }
 
+# The real MNIST / Fashion-MNIST files (../shared/datasets beside the repository).
+DATA_ROOT = Path(
+    os.environ.get("FASTNET_TEST_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+)
+
 # Reference backward vs. central finite differences (float64 only).
 FINITE_DIFF = {"eps": 1e-6, "rtol": 1e-6, "atol": 1e-8}
 
@@ -28,6 +36,14 @@ FINITE_DIFF = {"eps": 1e-6, "rtol": 1e-6, "atol": 1e-8}
 def rng() -> np.random.Generator:
     """A fresh, seeded generator per test (never a global seed)."""
     return np.random.default_rng(20261128)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real datasets folder; a missing folder is a failure, not a skip."""
+    if not (DATA_ROOT / "mnist").is_dir():
+        pytest.fail(f"real datasets not found in {DATA_ROOT} (set FASTNET_TEST_DATA)")
+    return DATA_ROOT
 
 
 @pytest.fixture(params=["float32", "float64"])

@@ -8,6 +8,8 @@ See ``kernels.conv.cpu`` for the implementation (per-image im2col + BLAS).
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -23,13 +25,16 @@ def _geometry(op: str, x: np.ndarray, w: np.ndarray, stride, padding) -> tuple[i
     ``(KH, KW, SH, SW, PH, PW, OH, OW)``."""
     sh, sw = _checks.int_pair(op, "stride", stride, 1)
     ph, pw = _checks.int_pair(op, "padding", padding, 0)
-    _checks.shape_is(op, "w", w, (w.shape[0], x.shape[1], *w.shape[2:]), W + " with C = x's")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"{op}: w must have shape {W} with C = {x.shape[1]} (the channels of x), got {w.shape}"
+        )
     _, _, h, wd = x.shape
     _, _, kh, kw = w.shape
     oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
-    if oh < 1 or ow < 1:
+    if min(kh, kw) < 1 or oh < 1 or ow < 1:
         raise ValueError(
-            f"{op}: kernel (KH, KW) = {(kh, kw)} must fit the padded input "
+            f"{op}: kernel (KH, KW) = {(kh, kw)} must be non-empty and fit the padded input "
             f"(H + 2*PH, W + 2*PW) = {(h + 2 * ph, wd + 2 * pw)}"
         )
     return kh, kw, sh, sw, ph, pw, oh, ow
@@ -38,6 +43,11 @@ def _geometry(op: str, x: np.ndarray, w: np.ndarray, stride, padding) -> tuple[i
 def _chunks(n: int, parallel: bool) -> int:
     """Batch chunks for the kernels: one per thread (at most one per image), 1 if serial."""
     return max(1, min(numba.get_num_threads(), n)) if parallel else 1
+
+
+def _rows(w: np.ndarray) -> np.ndarray:
+    """View of ``w (OC, C, KH, KW)`` as ``(OC, C*KH*KW)`` (also when a size is 0)."""
+    return w.reshape(w.shape[0], math.prod(w.shape[1:]))
 
 
 def conv2d_forward(
@@ -78,9 +88,9 @@ def conv2d_forward(
     with cpu.one_blas_thread():
         cpu.conv2d_forward(
             x,
-            w.reshape(w.shape[0], -1),
+            _rows(w),
             b,
-            y.reshape(*y.shape[:2], -1),
+            y.reshape(*y.shape[:2], geom[6] * geom[7]),
             geom,
             _chunks(x.shape[0], parallel),
             parallel=parallel,
@@ -127,11 +137,11 @@ def conv2d_backward(
     db = np.empty(w.shape[0], dtype=w.dtype)
     with cpu.one_blas_thread():
         cpu.conv2d_backward(
-            dy.reshape(*dy.shape[:2], -1),
+            dy.reshape(*dy.shape[:2], geom[6] * geom[7]),
             x,
-            w.reshape(w.shape[0], -1),
+            _rows(w),
             dx,
-            dw.reshape(w.shape[0], -1),
+            _rows(dw),
             db,
             geom,
             _chunks(x.shape[0], parallel),

@@ -9,7 +9,7 @@ must be C-contiguous and writeable (they are updated in place), ``grad`` is only
 Keyword arguments follow one rule: the hyper-parameters that switch a term off by
 default (``momentum``, ``dampening``, ``weight_decay``, ``lr_decay``, ``nesterov``,
 ``centered``, ``amsgrad``, ``decoupled_weight_decay``) default to off; the others
-(``lr``, ``alpha``, ``betas``, ``eps``) and the per-parameter step count are required, so
+(``lr``, ``alpha``, ``beta1``, ``beta2``, ``eps``) and the step count are required, so
 that torch's defaults live in one place, ``fastnet.optim``. Hyper-parameter ranges are
 validated there too; these wrappers validate the arrays and ``step``.
 """
@@ -26,15 +26,16 @@ ANY = "(...)"
 
 def _grad(op: str, grad: np.ndarray, param: np.ndarray) -> np.ndarray:
     """Check ``grad`` against ``param`` and return it flat (copied if not contiguous)."""
-    grad = _checks.float_array(op, "grad", grad, ANY)
+    flat = _checks.float_array(op, "grad", grad, ANY).reshape(-1)  # (0-d comes back 1-d)
     _checks.same_dtype(op, param=param, grad=grad)
     _checks.shape_is(op, "grad", grad, param.shape, "param.shape")
-    return grad.reshape(-1)
+    return flat
 
 
 def _inplace(op: str, name: str, a: np.ndarray, param: np.ndarray | None = None) -> np.ndarray:
     """Check an array updated in place (against ``param`` if given) and return a flat view."""
-    if _checks.float_array(op, name, a, ANY) is not a:
+    _checks.float_array(op, name, a, ANY)
+    if not a.flags.c_contiguous:
         raise ValueError(f"{op}: {name} must be C-contiguous (it is updated in place)")
     if not a.flags.writeable:
         raise ValueError(f"{op}: {name} must be writeable (it is updated in place)")

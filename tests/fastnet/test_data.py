@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DATA_ROOT
 
 from fastnet.data import (
     DATASETS,
@@ -29,10 +30,7 @@ from fastnet.data import (
 from fastnet.data import download as dl
 from fastnet.errors import DataError
 
-SHARED = Path(
-    os.environ.get("FASTNET_TEST_DATA")
-    or Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
-)
+SHARED = DATA_ROOT
 # Published per-class counts: MNIST (train, test); Fashion-MNIST is balanced.
 LABEL_COUNTS = {
     "mnist": (
@@ -90,7 +88,7 @@ def md5(data: bytes) -> str:
 
 def need_real(name: str) -> None:
     if not (SHARED / name).is_dir():
-        pytest.skip(f"real datasets not found in {SHARED} (set FASTNET_TEST_DATA)")
+        pytest.fail(f"real datasets not found in {SHARED} (set FASTNET_TEST_DATA)")
 
 
 @pytest.fixture(scope="module", params=DATASETS)

@@ -1,0 +1,157 @@
+"""The fastnet command line: train, resume, evaluate, predict, plot, models, bad input."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastnet import checkpoint
+from fastnet.cli import main
+from fastnet.data import load_dataset
+
+SMALL = ["--limit", "240", "--batch-size", "40", "--val-split", "0.25"]
+
+
+def train(data_root: Path, out: Path, *extra: str) -> int:
+    return main(["train", "--data-dir", str(data_root), "--out", str(out), *SMALL, *extra])
+
+
+@pytest.fixture(scope="module")
+def simple_run(tmp_path_factory, data_root) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "simple"
+    assert train(data_root, out, "--model", "simple", "--epochs", "2") == 0
+    return out
+
+
+def test_train_writes_the_run_folder(simple_run):
+    assert sorted(p.name for p in simple_run.iterdir()) == [
+        "best.npz", "checkpoint.npz", "config.json", "metrics.jsonl",
+    ]  # fmt: skip
+    config = json.loads((simple_run / "config.json").read_text())
+    assert config["model"] == "simple" and config["limit"] == 240
+    lines = (simple_run / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(0 <= r["val_accuracy"] <= 1 and r["images_per_s"] > 0 for r in records)
+    model_state, optim_state, meta = checkpoint.load(simple_run / "checkpoint.npz")
+    assert meta["state"]["epoch"] == 2 and "0.weight" in model_state
+    assert any(k.startswith("state.") for k in optim_state)
+
+
+@pytest.mark.parametrize("model", ["vgg", "mlp"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(model, tmp_path, data_root):
+    args = ("--model", model, "--optimizer", "momentum", "--lr", "0.01", "--seed", "3")
+    assert train(data_root, tmp_path / "full", *args, "--epochs", "2") == 0
+    assert train(data_root, tmp_path / "part", *args, "--epochs", "1") == 0
+    assert main(["train", "--resume", str(tmp_path / "part"), "--epochs", "2"]) == 0
+    full, _, _ = checkpoint.load(tmp_path / "full" / "checkpoint.npz")
+    part, _, meta = checkpoint.load(tmp_path / "part" / "checkpoint.npz")
+    assert meta["state"]["epoch"] == 2
+    for name, value in full.items():
+        np.testing.assert_array_equal(part[name], value, err_msg=name)
+    lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_evaluate_prints_accuracy_and_confusion_matrix(simple_run, data_root, tmp_path, capsys):
+    png = tmp_path / "wrong.png"
+    args = ["evaluate", str(simple_run / "best.npz"), "--data-dir", str(data_root)]
+    assert main([*args, "--misclassified", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy:" in out and "confusion matrix" in out
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("confusion matrix"))
+    rows = [line.split() for line in lines[header + 2 : header + 12]]
+    matrix = np.array([[int(v) for v in row[1:]] for row in rows])
+    assert matrix.shape == (10, 10) and matrix.sum() == 10_000
+    _, (_, t_test) = load_dataset("mnist", data_root)
+    np.testing.assert_array_equal(matrix.sum(axis=1), np.bincount(t_test, minlength=10))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predict_reads_black_on_white_images_of_any_size(simple_run, data_root, tmp_path, capsys):
+    from PIL import Image
+
+    _, (x_test, t_test) = load_dataset("mnist", data_root)
+    model_state, _, _ = checkpoint.load(simple_run / "best.npz")
+    paths = []
+    for i in range(3):
+        big = Image.fromarray(255 - x_test[i, 0]).resize((84, 70))  # dark ink, light paper
+        paths.append(tmp_path / f"digit{i}.png")
+        big.save(paths[-1])
+    assert main(["predict", str(simple_run / "best.npz"), *map(str, paths), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    for line, path in zip(lines, paths, strict=True):
+        assert line.startswith(f"{path}: ")
+        probs = [float(tok.strip("()")) for tok in line.split()[2::2]]
+        assert len(probs) == 2 and probs[0] >= probs[1] and 0 <= probs[0] <= 1
+
+
+def test_plot_writes_curves_and_filters(simple_run):
+    assert main(["plot", str(simple_run)]) == 0
+    for name in ("curves.png", "filters.png"):
+        assert (simple_run / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_models_lists_models_with_parameter_counts(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    counts = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in out.splitlines()}
+    # The book's DeepConvNet: six 3x3 convolutions, Affine 1024x50 and 50x10.
+    convs = [(1, 16), (16, 16), (16, 32), (32, 32), (32, 64), (64, 64)]
+    vgg = sum(c * oc * 9 + oc for c, oc in convs) + 1024 * 50 + 50 + 50 * 10 + 10
+    assert counts == {
+        "vgg": vgg,
+        "vgg-bn": vgg + 2 * sum(oc for _, oc in convs),
+        "simple": 30 * 25 + 30 + 4320 * 100 + 100 + 100 * 10 + 10,
+        "mlp": 784 * 100 + 100 + 3 * (100 * 100 + 100) + 100 * 10 + 10,
+    }
+
+
+def test_dry_run_writes_nothing(tmp_path, data_root, capsys):
+    assert train(data_root, tmp_path / "dry", "--dry-run") == 0
+    assert "dry run" in capsys.readouterr().out
+    assert not (tmp_path / "dry").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["train", "--batch-size", "0"], "--batch-size: expected a positive integer"),
+        (["train", "--epochs", "-3"], "--epochs: expected a positive integer"),
+        (["train", "--lr", "0"], "--lr: expected a number > 0"),
+        (["train", "--lr", "nan"], "--lr: expected a number > 0"),
+        (["train", "--val-split", "1"], r"--val-split: expected a number in \[0, 1\)"),
+        (["train", "--model", "resnet"], "--model: invalid choice: 'resnet'"),
+        (["train", "--dataset", "cifar"], "--dataset: invalid choice"),
+        (["train", "--resume", "/nonexistent/ckpt.npz"], "does not exist"),
+        (["evaluate", "/nonexistent.npz"], "no such checkpoint file"),
+        (["plot", "/"], "not a run folder"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, match, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert re.search(match, err[0]), err[0]
+
+
+def test_resume_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    bogus = tmp_path / "bogus.npz"
+    np.savez(bogus, weights=np.zeros(3))
+    assert main(["train", "--resume", str(bogus)]) == 2
+    assert "not a fastnet checkpoint" in capsys.readouterr().err
+
+
+def test_out_folder_with_a_checkpoint_is_not_overwritten(simple_run, data_root, capsys):
+    before = (simple_run / "checkpoint.npz").read_bytes()
+    assert train(data_root, simple_run, "--model", "simple") == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    assert (simple_run / "checkpoint.npz").read_bytes() == before

@@ -1,0 +1,108 @@
+"""Parity tests for kernels.conv (conv2d forward and backward)."""
+
+import numpy as np
+import pytest
+from conftest import assert_close, assert_grad_close, numerical_grad
+
+import kernels.conv as conv
+from kernels.conv import reference as ref
+
+# (N, C, H, W, OC, KH, KW, stride, padding, bias)
+CASES = [
+    (1, 1, 5, 5, 1, 3, 3, 1, 0, True),  # N = C = OC = 1
+    (2, 3, 7, 6, 4, 3, 3, 1, 1, True),  # odd, non-square input, padding 1
+    (3, 2, 9, 8, 5, 2, 3, 2, 2, False),  # non-square kernel, stride 2, padding 2, no bias
+    (2, 3, 10, 11, 2, 3, 1, (2, 3), (1, 2), True),  # unequal stride and padding
+    (5, 2, 8, 7, 3, 3, 3, 3, 0, True),  # stride 3 leaves rows unread; N split unevenly
+    (1, 2, 3, 4, 3, 5, 6, 1, 1, True),  # kernel as large as the padded input: OH = OW = 1
+    (4, 16, 9, 9, 8, 3, 3, 1, 2, True),  # VGG-like channels, padding 2
+]
+
+
+def make_inputs(case, dtype, rng):
+    n, c, h, w_, oc, kh, kw, stride, padding, bias = case
+    x = rng.standard_normal((n, c, h, w_)).astype(dtype)
+    w = rng.standard_normal((oc, c, kh, kw)).astype(dtype)
+    b = rng.standard_normal(oc).astype(dtype) if bias else None
+    return x, w, b, stride, padding
+
+
+@pytest.mark.parametrize("case", [CASES[2], CASES[3], CASES[5]], ids=str)
+def test_reference_backward_matches_finite_differences(case, rng):
+    x, w, b, stride, padding = make_inputs(case, np.float64, rng)
+    b = rng.standard_normal(w.shape[0])
+    y = ref.conv2d_forward_ref(x, w, b, stride, padding)
+    dy = rng.standard_normal(y.shape)
+
+    def loss():
+        return float(np.sum(ref.conv2d_forward_ref(x, w, b, stride, padding) * dy))
+
+    dx, dw, db = ref.conv2d_backward_ref(dy, x, w, stride, padding)
+    for analytic, wrt in [(dx, x), (dw, w), (db, b)]:
+        assert_grad_close(analytic, numerical_grad(loss, wrt))
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_kernel_matches_reference(case, dtype, parallel, rng):
+    x, w, b, stride, padding = make_inputs(case, dtype, rng)
+    y_ref = ref.conv2d_forward_ref(x, w, b, stride, padding)
+    dy = rng.standard_normal(y_ref.shape).astype(dtype)
+    inputs = [a for a in (x, w, b, dy) if a is not None]
+    copies = [a.copy() for a in inputs]
+    assert_close(conv.conv2d_forward(x, w, b, stride, padding, parallel=parallel), y_ref, "conv")
+    grads = conv.conv2d_backward(dy, x, w, stride, padding, parallel=parallel)
+    for got, expected in zip(
+        grads, ref.conv2d_backward_ref(dy, x, w, stride, padding), strict=True
+    ):
+        assert_close(got, expected, "conv")
+    for a, a_copy in zip(inputs, copies, strict=True):
+        np.testing.assert_array_equal(a, a_copy)
+
+
+def test_non_contiguous_input_is_accepted(rng):
+    x = rng.standard_normal((2, 3, 6, 10))[:, :, :, ::2]
+    w = rng.standard_normal((2, 3, 3, 3))
+    assert_close(
+        conv.conv2d_forward(x, w, None, 1, 1), ref.conv2d_forward_ref(x, w, None, 1, 1), "conv"
+    )
+
+
+def _x(shape=(2, 3, 5, 5), dtype=np.float64):
+    return np.ones(shape, dtype)
+
+
+W4 = np.ones((4, 3, 3, 3))
+DY = np.ones((2, 4, 5, 5))
+
+BAD_INPUTS = [
+    (lambda: conv.conv2d_forward(_x((3, 5, 5)), W4, None), r"x must have shape \(N, C, H, W\)"),
+    (lambda: conv.conv2d_forward(_x(), W4[0], None), r"w must have shape \(OC, C, KH, KW\)"),
+    (
+        lambda: conv.conv2d_forward(_x((2, 2, 5, 5)), W4, None),
+        r"w must have shape \(OC, C, KH, KW\) with C = 2",
+    ),
+    (lambda: conv.conv2d_forward(_x(), W4, np.ones(3)), r"b must have shape \(OC,\) = \(4,\)"),
+    (lambda: conv.conv2d_forward(_x(), W4, np.ones((4, 1))), r"b must have shape \(OC,\)"),
+    (lambda: conv.conv2d_forward(_x(dtype=np.int64), W4, None), "float32 or float64"),
+    (lambda: conv.conv2d_forward(_x(dtype=np.float32), W4, None), "same float dtype"),
+    (
+        lambda: conv.conv2d_forward(_x(), np.ones((4, 3, 8, 3)), None, 1, 1),
+        r"kernel \(KH, KW\) = \(8, 3\) must be non-empty and fit the padded input "
+        r"\(H \+ 2\*PH, W \+ 2\*PW\) = \(7, 7\)",
+    ),
+    (lambda: conv.conv2d_forward(_x(), W4, None, stride=0), "stride must be >= 1, got 0"),
+    (lambda: conv.conv2d_forward(_x(), W4, None, 1, (1, -1)), r"padding must be >= 0"),
+    (lambda: conv.conv2d_forward(_x(), W4, None, (1, 2, 3)), "stride must be an int or a pair"),
+    (
+        lambda: conv.conv2d_backward(DY[:, :, :4], _x(), W4, 1, 1),
+        r"dy must have shape \(N, OC, OH, OW\) = \(2, 4, 5, 5\)",
+    ),
+    (lambda: conv.conv2d_backward(DY.astype(np.float32), _x(), W4, 1, 1), "same float dtype"),
+    (lambda: conv.conv2d_backward(DY, _x(), W4, 1, -1), "padding must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("call, match", BAD_INPUTS)
+def test_bad_input_is_rejected(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
