@@ -1,0 +1,54 @@
+"""kernels._jit: lazy compilation, on-disk cache, and the read-only-install fallback."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+RUN_RELU = (
+    "import numpy as np, kernels.activation as a; "
+    "x = np.array([-1.0, 2.0], np.float32); "
+    "assert a.relu_forward(x, parallel=False).tolist() == [0.0, 2.0]; "
+    "assert a.relu_forward(x, parallel=True).tolist() == [0.0, 2.0]"
+)
+
+
+def run(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    full_env.update(env, PYTHONPATH=str(cwd))
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=full_env, capture_output=True, text=True
+    )
+
+
+def test_serial_and_parallel_variants_get_their_own_cache_files(tmp_path):
+    shutil.copytree(
+        REPO / "kernels", tmp_path / "kernels", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    out = run(RUN_RELU, tmp_path)
+    assert out.returncode == 0, out.stderr
+    names = [p.name for p in (tmp_path / "kernels" / "activation" / "__pycache__").iterdir()]
+    assert any("relu_forward_serial" in n and n.endswith(".nbi") for n in names), names
+    assert any("relu_forward_parallel" in n and n.endswith(".nbi") for n in names), names
+
+
+def test_unwritable_package_folder_falls_back_to_the_user_cache(tmp_path):
+    src = tmp_path / "site"
+    shutil.copytree(REPO / "kernels", src / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    # A file where the cache folder would go: the package folder cannot take a cache
+    # (what a read-only install looks like to Numba, even when running as root).
+    (src / "kernels" / "activation" / "__pycache__").write_text("not a folder")
+    cache_home = tmp_path / "cache"
+    out = run(RUN_RELU, src, XDG_CACHE_HOME=str(cache_home))
+    assert out.returncode == 0, out.stderr
+    cached = [p.name for p in cache_home.rglob("*.nbi")]
+    assert any("relu_forward_serial" in n for n in cached), cached
+    # The second process loads from the fallback cache instead of compiling again.
+    stats = "import kernels.activation.cpu as c; s = c.relu_forward.serial.stats; "
+    stats += "print(sum(s.cache_hits.values()), sum(s.cache_misses.values()))"
+    out = run(f"{RUN_RELU}; {stats}", src, XDG_CACHE_HOME=str(cache_home))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "0"], out.stdout
