@@ -26,6 +26,7 @@ DEFAULTS = {
     "lr_schedule": "cosine",
     "seed": 0,
     "val_split": 0.0,
+    "augment": 2,
 }
 MODEL_NAMES = ("vgg", "vgg-bn", "simple", "mlp")
 DATASET_NAMES = ("mnist", "fashion-mnist")
@@ -126,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         default=DEFAULTS["val_split"],
         help="fraction of the training set held out for validation (0: report test accuracy)",
+    )
+    t.add_argument(
+        "--augment",
+        type=_non_negative_int,
+        default=DEFAULTS["augment"],
+        help="shift training images by up to N pixels at random (0: no augmentation)",
     )
     t.add_argument(
         "--limit", type=_positive_int, default=None, help="use the first N training images"

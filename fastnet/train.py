@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from fastnet import checkpoint, models, optim
-from fastnet.data import DATASETS, iterate_batches, load_dataset
+from fastnet.data import DATASETS, iterate_batches, load_dataset, random_shift
 from fastnet.errors import CheckpointError, FastnetError
 from fastnet.layers import SoftmaxCrossEntropy
 from fastnet.module import Module
@@ -56,6 +56,7 @@ class TrainConfig:
     val_split: float = 0.0
     limit: int | None = None
     checkpoint_every: int = 0
+    augment: int = 2
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what is expected."""
@@ -74,6 +75,8 @@ class TrainConfig:
             (0 <= self.val_split < 1, "val_split", "a fraction in [0, 1)"),
             (self.limit is None or (_is_int(self.limit) and self.limit >= 1), "limit",
              "an integer >= 1"),
+            (_is_int(self.augment) and 0 <= self.augment <= 8, "augment",
+             "an integer shift in pixels from 0 to 8"),
             (_is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every",
              "an integer >= 0"),
         ]  # fmt: skip
@@ -142,6 +145,7 @@ class _State:
     step: int = 0  # batches done in that epoch
     shuffle_state: dict | None = None  # shuffle generator at the start of the epoch
     model_rng_state: dict | None = None  # dropout generator now
+    augment_rng_state: dict | None = None  # augmentation generator now
     loss_sum: float = 0.0
     correct: int = 0
     seen: int = 0
@@ -235,10 +239,12 @@ def fit(
     opt = make_optimizer(config, model.parameters())
     loss_fn = SoftmaxCrossEntropy()
     shuffle_rng = np.random.default_rng([config.seed, 2])
+    augment_rng = np.random.default_rng([config.seed, 3])
     if model_state is not None:
         model.load_state_dict(model_state)
         opt.load_state_dict(optim_state)
         model_rng.bit_generator.state = state.model_rng_state
+        augment_rng.bit_generator.state = state.augment_rng_state
     out = Path(out)
     if dry_run:
         return [_dry_run(model, loss_fn, opt, x_tr, t_tr, x_ev, t_ev, config, log)]
@@ -248,6 +254,7 @@ def fit(
 
     def save(path: Path) -> None:
         state.model_rng_state = model_rng.bit_generator.state
+        state.augment_rng_state = augment_rng.bit_generator.state
         meta = {"config": dataclasses.asdict(config), "state": dataclasses.asdict(state)}
         checkpoint.save(path, model.state_dict(), opt.state_dict(), meta)
 
@@ -264,7 +271,7 @@ def fit(
             bar = _Bar(show, n_steps, state.step, f"epoch {epoch + 1}/{config.epochs}")
             t0 = time.perf_counter()
             for x, t in islice(batches, state.step, None):
-                logits = model(x)
+                logits = model(random_shift(x, config.augment, augment_rng))
                 loss = loss_fn(logits, t)
                 if not math.isfinite(loss):
                     bar.close()

@@ -32,7 +32,8 @@ def _require(module: str) -> Any:
 
         return Image
     except ImportError:
-        raise MissingExtra(f"this command needs {module}: pip install 'fastnet[plot]'") from None
+        name = "Pillow" if module == "PIL" else module
+        raise MissingExtra(f"this command needs {name}: pip install 'fastnet[plot]'") from None
 
 
 def load_digit(path: str | Path) -> np.ndarray:

@@ -5,6 +5,7 @@ Files live in ``<root>/<name>/`` with ``<root>`` the ``data_dir`` argument, else
 and ``<name>`` one of :data:`DATASETS`.
 """
 
+from fastnet.data.augment import random_shift
 from fastnet.data.datasets import (
     DATASETS,
     FILES,
@@ -28,5 +29,6 @@ __all__ = [
     "load_dataset",
     "load_fashion_mnist",
     "load_mnist",
+    "random_shift",
     "read_idx",
 ]

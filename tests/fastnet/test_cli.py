@@ -2,6 +2,7 @@
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,16 @@ def test_out_folder_with_a_checkpoint_is_not_overwritten(simple_run, data_root, 
     assert train(data_root, simple_run, "--model", "simple") == 2
     assert "already holds a checkpoint" in capsys.readouterr().err
     assert (simple_run / "checkpoint.npz").read_bytes() == before
+
+
+@pytest.mark.parametrize("module", ["matplotlib", "PIL"])
+def test_missing_plot_extra_is_a_clear_error(module, simple_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, module, None)  # makes "import module" fail
+    argv = {
+        "matplotlib": ["plot", str(simple_run)],
+        "PIL": ["predict", str(simple_run / "best.npz"), str(tmp_path / "x.png")],
+    }[module]
+    assert main(argv) == 2
+    assert f"needs {module.replace('PIL', 'Pillow')}: pip install 'fastnet[plot]'" in (
+        capsys.readouterr().err
+    )

@@ -25,6 +25,7 @@ from fastnet.data import (
     load_dataset,
     load_fashion_mnist,
     load_mnist,
+    random_shift,
     read_idx,
 )
 from fastnet.data import download as dl
@@ -491,3 +492,24 @@ def test_batches_bad_arguments(change, error, message):
     args |= dict(batch_size=2, shuffle=False) | change
     with pytest.raises(error, match=message):
         iterate_batches(**args)
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def test_random_shift_translates_each_image_within_bounds(rng):
+    x = rng.random((64, 1, 9, 11)).astype(np.float32) + 1  # no zeros inside an image
+    y = random_shift(x, 2, np.random.default_rng(5))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    for xi, yi in zip(x, y, strict=True):
+        rows, cols = np.nonzero(yi[0])
+        dy, dx = rows.min() or -(9 - 1 - rows.max()), cols.min() or -(11 - 1 - cols.max())
+        assert abs(dy) <= 2 and abs(dx) <= 2
+        src = xi[0, max(0, -dy) : 9 - max(0, dy), max(0, -dx) : 11 - max(0, dx)]
+        np.testing.assert_array_equal(
+            yi[0, max(0, dy) : 9 - max(0, -dy), max(0, dx) : 11 - max(0, -dx)], src
+        )
+    shifts = {(int(np.argmax(yi[0].any(axis=1))), int(np.argmax(yi[0].any(axis=0)))) for yi in y}
+    assert len(shifts) > 5  # shifts vary per image
+    np.testing.assert_array_equal(y, random_shift(x, 2, np.random.default_rng(5)))
+    assert random_shift(x, 0, rng) is x
