@@ -1,0 +1,30 @@
+"""conv2d forward and backward at the VGG shapes; the NumPy reference as the baseline."""
+
+from kernels.conv import conv2d_backward, conv2d_forward
+from kernels.conv.reference import conv2d_backward_ref, conv2d_forward_ref
+
+from ._vgg import BATCH, CONVS, rand
+
+
+class Conv2d:
+    params = (list(CONVS), ["numba", "reference"])
+    param_names = ["layer", "impl"]
+
+    def setup(self, layer, impl):
+        c, oc, h, w, pad = CONVS[layer]
+        self.x = rand((BATCH, c, h, w))
+        self.w = rand((oc, c, 3, 3), 1) * 0.1
+        self.b = rand((oc,), 2)
+        self.pad = pad
+        self.fwd, self.bwd = {
+            "numba": (conv2d_forward, conv2d_backward),
+            "reference": (conv2d_forward_ref, conv2d_backward_ref),
+        }[impl]
+        self.dy = rand(self.fwd(self.x, self.w, self.b, 1, pad).shape, 3)
+        self.bwd(self.dy, self.x, self.w, 1, pad)  # compile
+
+    def time_forward(self, layer, impl):
+        self.fwd(self.x, self.w, self.b, 1, self.pad)
+
+    def time_backward(self, layer, impl):
+        self.bwd(self.dy, self.x, self.w, 1, self.pad)

@@ -1,0 +1,202 @@
+"""fastnet vs. PyTorch eager (and torch.compile) on the VGG net, side by side.
+
+Run with torch installed (``pip install torch==2.13.0``, a CPU build)::
+
+    python asv_benchmarks/compare_torch.py [--threads 2] [--rounds 7] [--no-compile]
+
+Both run in this one process, float32, batch 100 unless noted, with the same thread
+count; every measurement alternates fastnet and torch round by round and reports the
+median (and the min-max spread) of each, and the ratio fastnet time / torch time
+(below 1: fastnet is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks._vgg import BATCH, CONVS, POOLS  # noqa: E402
+
+
+def timeit(fn: Callable[[], object], min_seconds: float = 0.2) -> float:
+    """Seconds per call: the mean over enough calls to fill ``min_seconds``."""
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_seconds:
+            return elapsed / n
+
+
+def compare(rows: list, name: str, candidates: dict[str, Callable[[], object]], rounds: int):
+    times: dict[str, list[float]] = {k: [] for k in candidates}
+    for _ in range(rounds):
+        for key, fn in candidates.items():
+            times[key].append(timeit(fn))
+    rows.append((name, {k: (statistics.median(v), min(v), max(v)) for k, v in times.items()}))
+    med = {k: v[0] for k, v in rows[-1][1].items()}
+    ratios = "  ".join(f"{k}/fastnet {med[k] / med['fastnet']:.2f}x" for k in med if k != "fastnet")
+    print(f"  {name:<28} fastnet {med['fastnet'] * 1e3:8.2f} ms   {ratios}", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    args = parser.parse_args()
+
+    import numba
+    import torch
+    import torch.nn.functional as F
+    from threadpoolctl import threadpool_limits
+
+    from fastnet import SoftmaxCrossEntropy, models, optim
+    from kernels.conv import conv2d_backward, conv2d_forward
+    from kernels.pool import maxpool2d_backward, maxpool2d_forward
+
+    numba.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
+    rng = np.random.default_rng(0)
+    rows: list = []
+    print(f"fastnet vs torch {torch.__version__}, {args.threads} threads, float32, "
+          f"{platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}")  # fmt: skip
+
+    print("per layer (forward, backward):")
+    for name, (c, oc, h, w, pad) in CONVS.items():
+        x = rng.standard_normal((BATCH, c, h, w)).astype(np.float32)
+        wt = (0.1 * rng.standard_normal((oc, c, 3, 3))).astype(np.float32)
+        b = np.zeros(oc, np.float32)
+        dy = rng.standard_normal(conv2d_forward(x, wt, b, 1, pad).shape).astype(np.float32)
+        tx = torch.from_numpy(x).requires_grad_()
+        tw, tb = torch.from_numpy(wt).requires_grad_(), torch.from_numpy(b).requires_grad_()
+        tdy = torch.from_numpy(dy)
+
+        def torch_bwd(tx=tx, tw=tw, tb=tb, tdy=tdy, pad=pad):
+            y = F.conv2d(tx, tw, tb, padding=pad)
+            return torch.autograd.grad(y, (tx, tw, tb), tdy)
+
+        compare(rows, f"{name} forward", {
+            "fastnet": lambda x=x, wt=wt, b=b, pad=pad: conv2d_forward(x, wt, b, 1, pad),
+            "torch": lambda tx=tx, tw=tw, tb=tb, pad=pad: F.conv2d(tx.detach(), tw.detach(),
+                                                                  tb.detach(), padding=pad),
+        }, args.rounds)  # fmt: skip
+        compare(rows, f"{name} fwd+bwd", {
+            "fastnet": lambda x=x, wt=wt, b=b, dy=dy, pad=pad: (
+                conv2d_forward(x, wt, b, 1, pad), conv2d_backward(dy, x, wt, 1, pad)),
+            "torch": torch_bwd,
+        }, args.rounds)  # fmt: skip
+    for name, (c, h, w) in POOLS.items():
+        x = rng.standard_normal((BATCH, c, h, w)).astype(np.float32)
+        y, idx = maxpool2d_forward(x, 2)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        tx = torch.from_numpy(x)
+        ty, tidx = F.max_pool2d(tx, 2, return_indices=True)
+        tdy = torch.from_numpy(dy)
+        compare(rows, f"{name} forward", {
+            "fastnet": lambda x=x: maxpool2d_forward(x, 2),
+            "torch": lambda tx=tx: F.max_pool2d(tx, 2),
+        }, args.rounds)  # fmt: skip
+        compare(rows, f"{name} backward", {
+            "fastnet": lambda dy=dy, idx=idx, s=x.shape: maxpool2d_backward(dy, idx, s),
+            "torch": lambda tdy=tdy, tidx=tidx, tx=tx: F.max_unpool2d(tdy, tidx, 2,
+                                                                     output_size=tx.shape[2:]),
+        }, args.rounds)  # fmt: skip
+
+    print("end to end (VGG, the book's DeepConvNet):")
+    net = models.build("vgg", np.random.default_rng(0))
+    opt = optim.Adam(net.parameters())
+    loss_fn = SoftmaxCrossEntropy()
+    tnet = torch_vgg(torch, net)
+    topt = torch.optim.Adam(tnet.parameters())
+    x = rng.random((BATCH, 1, 28, 28), dtype=np.float32)
+    t = rng.integers(0, 10, BATCH)
+    tx, tt = torch.from_numpy(x), torch.from_numpy(t)
+
+    def fastnet_step():
+        net.train()
+        loss_fn(net(x), t)
+        net.backward(loss_fn.backward())
+        opt.step()
+
+    def torch_step(model=tnet):
+        model.train()
+        topt.zero_grad()
+        F.cross_entropy(model(tx), tt).backward()
+        topt.step()
+
+    def infer(model, inp):
+        model.eval()
+        with torch.no_grad():
+            return model(inp)
+
+    steps = {"fastnet": fastnet_step, "torch": torch_step}
+    inference = {"fastnet": lambda: net.eval()(x), "torch": lambda: infer(tnet, tx)}
+    latency = {"fastnet": lambda: net.eval()(x[:1]), "torch": lambda: infer(tnet, tx[:1])}
+    if not args.no_compile:
+        try:
+            cnet = torch.compile(tnet)
+            infer(cnet, tx), infer(cnet, tx[:1])
+            inference["torch.compile"] = lambda: infer(cnet, tx)
+            latency["torch.compile"] = lambda: infer(cnet, tx[:1])
+        except Exception as e:  # noqa: BLE001 - torch.compile needs a C++ toolchain
+            print(f"  (torch.compile unavailable: {type(e).__name__}: {e})")
+    compare(rows, "train step, batch 100", steps, args.rounds)
+    compare(rows, "inference, batch 100", inference, args.rounds)
+    compare(rows, "inference, batch 1", latency, args.rounds)
+
+    print("\n| what | fastnet ms (min-max) | torch ms (min-max) | fastnet/torch |")
+    print("| --- | --- | --- | --- |")
+    for name, res in rows:
+        f, tr = res["fastnet"], res["torch"]
+        cells = [f"{v[0] * 1e3:.2f} ({v[1] * 1e3:.2f}-{v[2] * 1e3:.2f})" for v in (f, tr)]
+        print(f"| {name} | {cells[0]} | {cells[1]} | {f[0] / tr[0]:.2f} |")
+    for name, res in rows[-3:-1]:
+        rates = "  ".join(f"{k} {BATCH / v[0]:,.0f} img/s" for k, v in res.items())
+        print(f"{name}: {rates}")
+    name, res = rows[-1]
+    print(f"{name} latency: " + "  ".join(f"{k} {v[0] * 1e3:.2f} ms" for k, v in res.items()))
+    return 0
+
+
+def torch_vgg(torch, net):
+    """The same VGG in torch, with fastnet's initial weights (Affine weights transposed)."""
+    from torch import nn
+
+    layers = []
+    for m in net:
+        kind = type(m).__name__
+        if kind == "Conv2d":
+            oc, c, kh, kw = m.weight.data.shape
+            layer = nn.Conv2d(c, oc, (kh, kw), stride=m.stride, padding=m.padding)
+            layer.weight.data = torch.from_numpy(m.weight.data.copy())
+            layer.bias.data = torch.from_numpy(m.bias.data.copy())
+        elif kind == "Affine":
+            d, k = m.weight.data.shape
+            layer = nn.Linear(d, k)
+            layer.weight.data = torch.from_numpy(m.weight.data.T.copy())
+            layer.bias.data = torch.from_numpy(m.bias.data.copy())
+        else:
+            layer = {
+                "ReLU": nn.ReLU,
+                "MaxPool2d": lambda: nn.MaxPool2d(2),
+                "Flatten": nn.Flatten,
+                "Dropout": lambda: nn.Dropout(0.5),
+            }[kind]()
+        layers.append(layer)
+    return nn.Sequential(*layers)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
