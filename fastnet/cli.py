@@ -37,6 +37,14 @@ class UsageError(Exception):
     """Bad command-line input: exit code 2."""
 
 
+class _StoreGiven(argparse.Action):
+    """argparse's ``store``, also noting the flag in ``args.given`` (checked by --resume)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = {*namespace.given, self.dest}
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -91,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
     t = sub.add_parser("train", help="train a model", formatter_class=fmt)
+    t.register("action", None, _StoreGiven)
+    t.set_defaults(given=frozenset())
     t.add_argument("--model", choices=MODEL_NAMES, default=DEFAULTS["model"])
     t.add_argument("--dataset", choices=DATASET_NAMES, default=DEFAULTS["dataset"])
     t.add_argument(
@@ -145,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--out", help="run folder (default: runs/<model>-<dataset>-<time>)")
     t.add_argument(
-        "--resume", metavar="CHECKPOINT", help="continue from checkpoint.npz or its run folder"
+        "--resume",
+        metavar="CHECKPOINT",
+        help="continue from checkpoint.npz or its run folder (other flags given must match it)",
     )
     t.add_argument(
         "--dry-run", action="store_true", help="one training and one eval batch, write nothing"
@@ -176,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _set_threads(threads: int | None) -> None:
     import numba
+    import scipy.linalg.cython_blas  # noqa: F401 - loads the BLAS of Numba's np.dot, to limit it
     from threadpoolctl import threadpool_limits
 
     n = threads or os.cpu_count() or 1
@@ -190,10 +203,12 @@ def _set_threads(threads: int | None) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from fastnet import train
 
+    _check_data_dir(args.data_dir)
     if args.resume is not None:
         resume = Path(args.resume)
         if not resume.exists():
             raise UsageError(f"--resume: {resume} does not exist")
+        _check_resume_flags(args, resume / "checkpoint.npz" if resume.is_dir() else resume)
         out = Path(args.out) if args.out else (resume if resume.is_dir() else resume.parent)
         config = train.TrainConfig()
     else:
@@ -222,12 +237,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_resume_flags(args: argparse.Namespace, path: Path) -> None:
+    """Refuse flags given with --resume that differ from the checkpoint's configuration."""
+    from fastnet import checkpoint, train
+
+    saved = vars(train.config_from_checkpoint(path, checkpoint.load(path)[2]))
+    differ = [
+        f"--{k.replace('_', '-')} {getattr(args, k)} (the checkpoint has {saved[k]})"
+        for k in sorted(args.given & saved.keys() - {"epochs"})
+        if getattr(args, k) != saved[k]
+    ]
+    if differ:
+        raise UsageError(
+            f"--resume continues the run saved in {path}, but these flags differ from it: "
+            f"{', '.join(differ)}; drop them, or start a new run with another --out"
+        )
+
+
+def _check_data_dir(data_dir: str | None) -> None:
+    if data_dir is not None and Path(data_dir).exists() and not Path(data_dir).is_dir():
+        raise UsageError(f"--data-dir: {data_dir} is not a folder")
+
+
 def _check_writable(out: Path) -> None:
     probe = out
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise UsageError(f"--out: {probe} is not a writable folder")
+    _check_writable_folder("--out", probe)
+
+
+def _check_writable_folder(flag: str, folder: Path) -> None:
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"{flag}: {folder} is not a writable folder")
 
 
 def _load_model(path: str):
@@ -236,17 +277,16 @@ def _load_model(path: str):
 
     from fastnet import checkpoint, models
     from fastnet.errors import CheckpointError
+    from fastnet.train import config_from_checkpoint
 
     model_state, _, meta = checkpoint.load(path)
-    name = meta.get("config", {}).get("model")
-    if name not in models.MODELS:
-        raise CheckpointError(f"{path}: checkpoint names no known model (got {name!r})")
-    model = models.build(name, np.random.default_rng(0))
+    config = config_from_checkpoint(path, meta)
+    model = models.build(config.model, np.random.default_rng(0))
     try:
         model.load_state_dict(model_state)
     except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{path}: weights do not fit model {name!r}: {e}") from None
-    return model.eval(), meta
+        raise CheckpointError(f"{path}: weights do not fit model {config.model!r}: {e}") from None
+    return model.eval(), config
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -255,9 +295,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from fastnet.data import load_dataset
     from fastnet.train import confusion_matrix, evaluate
 
-    model, meta = _load_model(args.checkpoint)
-    dataset = meta["config"].get("dataset", "mnist")
-    _, (x_test, t_test) = load_dataset(dataset, args.data_dir or meta["config"].get("data_dir"))
+    _check_data_dir(args.data_dir)
+    if args.misclassified:
+        _check_writable_folder("--misclassified", Path(args.misclassified).parent)
+    model, config = _load_model(args.checkpoint)
+    dataset = config.dataset
+    _, (x_test, t_test) = load_dataset(dataset, args.data_dir or config.data_dir)
     acc, pred = evaluate(model, x_test, t_test)
     m = confusion_matrix(t_test, pred)
     print(f"test accuracy: {acc:.4f} ({int(np.trace(m))}/{len(t_test)}) on {dataset}")

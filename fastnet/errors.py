@@ -11,3 +11,7 @@ class DataError(FastnetError, ValueError):
 
 class CheckpointError(FastnetError, ValueError):
     """A checkpoint file is not a valid fastnet checkpoint for this use."""
+
+
+class ConfigError(FastnetError, ValueError):
+    """A training configuration value is out of range or of the wrong type."""

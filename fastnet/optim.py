@@ -55,6 +55,11 @@ def _param_list(owner: str, params: Iterable[Parameter]) -> list[Parameter]:
     for i, p in enumerate(params):
         if not isinstance(p, Parameter):
             raise TypeError(f"{owner}: params[{i}] must be a Parameter, got {type(p).__name__}")
+        if not isinstance(p.data, np.ndarray) or p.data.dtype not in (np.float32, np.float64):
+            got = getattr(p.data, "dtype", type(p.data).__name__)
+            raise TypeError(
+                f"{owner}: params[{i}].data must be a float32 or float64 array, got {got}"
+            )
     if len({id(p) for p in params}) != len(params):
         raise ValueError(f"{owner}: params contains the same Parameter more than once")
     return params

@@ -5,7 +5,8 @@ A run folder receives ``config.json``, ``metrics.jsonl`` (one line per epoch),
 every ``checkpoint_every`` steps and on Ctrl-C) and ``best.npz`` (the model with the best
 validation, or test, accuracy). ``fit(..., resume=path)`` continues exactly where the
 checkpoint stopped: with the same seed and thread count, an interrupted-and-resumed run
-ends with the same weights as an uninterrupted one.
+ends with the same weights as an uninterrupted one. A checkpoint is never written with
+NaN or infinite values: training stops with :class:`TrainingDiverged` instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import islice
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ import numpy as np
 
 from fastnet import checkpoint, models, optim
 from fastnet.data import DATASETS, iterate_batches, load_dataset, random_shift
-from fastnet.errors import CheckpointError, FastnetError
+from fastnet.errors import CheckpointError, ConfigError, FastnetError
 from fastnet.layers import SoftmaxCrossEntropy
 from fastnet.module import Module
 
@@ -59,20 +61,28 @@ class TrainConfig:
     augment: int = 2
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field and what is expected."""
+        """Raise ``ConfigError`` (a ``ValueError``) naming the first bad field and what is
+        expected."""
         checks = [
-            (self.model in models.MODELS, "model", f"one of {', '.join(models.MODELS)}"),
-            (self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}"),
+            (isinstance(self.model, str) and self.model in models.MODELS, "model",
+             f"one of {', '.join(models.MODELS)}"),
+            (isinstance(self.dataset, str) and self.dataset in DATASETS, "dataset",
+             f"one of {', '.join(DATASETS)}"),
+            (self.data_dir is None or isinstance(self.data_dir, str), "data_dir", "a path or None"),
             (_is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1"),
             (_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1"),
-            (self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}"),
-            (math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0"),
-            (0 <= self.momentum < 1, "momentum", "in [0, 1)"),
-            (math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
-             "a finite number >= 0"),
-            (self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {', '.join(LR_SCHEDULES)}"),
+            (isinstance(self.optimizer, str) and self.optimizer in OPTIMIZERS, "optimizer",
+             f"one of {', '.join(OPTIMIZERS)}"),
+            (_is_real(self.lr) and math.isfinite(self.lr) and self.lr > 0, "lr",
+             "a finite number > 0"),
+            (_is_real(self.momentum) and 0 <= self.momentum < 1, "momentum", "in [0, 1)"),
+            (_is_real(self.weight_decay) and math.isfinite(self.weight_decay)
+             and self.weight_decay >= 0, "weight_decay", "a finite number >= 0"),
+            (isinstance(self.lr_schedule, str) and self.lr_schedule in LR_SCHEDULES,
+             "lr_schedule", f"one of {', '.join(LR_SCHEDULES)}"),
             (_is_int(self.seed) and self.seed >= 0, "seed", "an integer >= 0"),
-            (0 <= self.val_split < 1, "val_split", "a fraction in [0, 1)"),
+            (_is_real(self.val_split) and 0 <= self.val_split < 1, "val_split",
+             "a fraction in [0, 1)"),
             (self.limit is None or (_is_int(self.limit) and self.limit >= 1), "limit",
              "an integer >= 1"),
             (_is_int(self.augment) and 0 <= self.augment <= 8, "augment",
@@ -82,11 +92,15 @@ class TrainConfig:
         ]  # fmt: skip
         for ok, name, expected in checks:
             if not ok:
-                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be {expected}, got {getattr(self, name)!r}")
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool)
 
 
 def make_optimizer(config: TrainConfig, params: list) -> optim.Optimizer:
@@ -183,6 +197,11 @@ def _split(config: TrainConfig, x: np.ndarray, t: np.ndarray):
     if config.limit is not None:
         x, t = x[: config.limit], t[: config.limit]
     n_val = int(round(len(x) * config.val_split))
+    if n_val >= len(x):
+        raise ConfigError(
+            f"val_split {config.val_split} holds out {n_val} of {len(x)} images, "
+            "leaving none for training"
+        )
     if n_val == 0:
         return (x, t), None
     order = np.random.default_rng([config.seed, 1]).permutation(len(x))
@@ -223,41 +242,59 @@ def fit(
     -------
     list of dict
         The metrics of the epochs run by this call.
+
+    Raises
+    ------
+    ConfigError
+        A bad configuration value (checked before any work starts).
+    CheckpointError
+        ``resume`` is not a training checkpoint that fits its model and optimizer.
+    TrainingDiverged
+        The loss or the weights became NaN or infinite; no checkpoint is written from
+        then on, so the last one written holds finite weights.
+    OSError
+        A file of the run folder could not be written; a checkpoint being replaced is
+        left as it was.
     """
     config.validate()
     state = _State()
-    model_state = optim_state = None
     if resume is not None:
-        config, state, model_state, optim_state = _load_resume(resume, epochs)
-    (x_train, t_train), (x_test, t_test) = load_dataset(config.dataset, config.data_dir)
-    (x_tr, t_tr), val = _split(config, x_train, t_train)
-    x_ev, t_ev = val if val is not None else (x_test, t_test)
-    eval_name = "val" if val is not None else "test"
-
+        path, config, state, saved = _load_resume(resume, epochs)
     model_rng = np.random.default_rng([config.seed, 0])
     model = models.build(config.model, model_rng)
     opt = make_optimizer(config, model.parameters())
     loss_fn = SoftmaxCrossEntropy()
     shuffle_rng = np.random.default_rng([config.seed, 2])
     augment_rng = np.random.default_rng([config.seed, 3])
-    if model_state is not None:
-        model.load_state_dict(model_state)
-        opt.load_state_dict(optim_state)
-        model_rng.bit_generator.state = state.model_rng_state
-        augment_rng.bit_generator.state = state.augment_rng_state
+    if resume is not None:
+        _restore(path, saved, model, opt, state, (model_rng, augment_rng, shuffle_rng))
+    (x_train, t_train), (x_test, t_test) = load_dataset(config.dataset, config.data_dir)
+    (x_tr, t_tr), val = _split(config, x_train, t_train)
+    x_ev, t_ev = val if val is not None else (x_test, t_test)
+    eval_name = "val" if val is not None else "test"
     out = Path(out)
     if dry_run:
         return [_dry_run(model, loss_fn, opt, x_tr, t_tr, x_ev, t_ev, config, log)]
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.npz.*.tmp"):  # left by a process killed while saving
+        stale.unlink(missing_ok=True)
+    _keep_metrics(out / "metrics.jsonl", state.epoch)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     show = sys.stdout.isatty() if progress is None else progress
 
-    def save(path: Path) -> None:
+    def save(path: Path, where: str) -> None:
+        """Write a checkpoint, unless the weights are no longer finite (then raise)."""
+        weights, opt_state = model.state_dict(), opt.state_dict()
+        bad = [k for k, v in [*weights.items(), *opt_state.items()] if not np.isfinite(v).all()]
+        if bad:
+            raise _diverged(f"{bad[0]} is not finite", where, config, out)
         state.model_rng_state = model_rng.bit_generator.state
         state.augment_rng_state = augment_rng.bit_generator.state
         meta = {"config": dataclasses.asdict(config), "state": dataclasses.asdict(state)}
-        checkpoint.save(path, model.state_dict(), opt.state_dict(), meta)
+        checkpoint.save(path, weights, opt_state, meta)
 
+    if state.epoch >= config.epochs:
+        log(f"nothing to do: all {config.epochs} epochs are done; pass more --epochs to go on")
     history = []
     with _sigint_flag() as interrupt:
         for epoch in range(state.epoch, config.epochs):
@@ -275,10 +312,8 @@ def fit(
                 loss = loss_fn(logits, t)
                 if not math.isfinite(loss):
                     bar.close()
-                    raise TrainingDiverged(
-                        f"loss is {loss} at epoch {epoch + 1}, step {state.step + 1}; "
-                        f"the last good checkpoint is kept; try a lower --lr (now {config.lr})"
-                    )
+                    where = f"epoch {epoch + 1}, step {state.step + 1}"
+                    raise _diverged(f"loss is {loss}", where, config, out)
                 model.backward(loss_fn.backward())
                 opt.step()
                 state.step += 1
@@ -290,7 +325,7 @@ def fit(
                 if interrupt.requested or (every and state.step % every == 0):
                     state.train_seconds += time.perf_counter() - t0
                     t0 = time.perf_counter()
-                    save(out / "checkpoint.npz")
+                    save(out / "checkpoint.npz", f"epoch {epoch + 1}, step {state.step}")
                 if interrupt.requested:
                     bar.close()
                     log(
@@ -324,9 +359,9 @@ def fit(
                 shuffle_state=shuffle_rng.bit_generator.state,
                 best_accuracy=max(acc, state.best_accuracy),
             )
-            save(out / "checkpoint.npz")
+            save(out / "checkpoint.npz", f"the end of epoch {epoch + 1}")
             if best:
-                save(out / "best.npz")
+                save(out / "best.npz", f"the end of epoch {epoch + 1}")
     return history
 
 
@@ -340,19 +375,87 @@ def _dry_run(model, loss_fn, opt, x_tr, t_tr, x_ev, t_ev, config, log) -> dict:
     return {"train_loss": loss, "accuracy": acc}
 
 
+def _keep_metrics(path: Path, epochs: int) -> None:
+    """Keep only the metrics of the first ``epochs`` epochs (those in the checkpoint resumed:
+    a crash after an epoch's metrics line but before its checkpoint leaves one too many)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [line for line in lines if _epoch_of(line) <= epochs]
+    if keep != lines:
+        checkpoint.atomic_write(path, lambda f: f.write("".join(keep).encode()))
+
+
+def _epoch_of(line: str) -> float:
+    """The epoch of a metrics line; infinity for a torn or foreign line."""
+    try:
+        return float(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+def _diverged(what: str, where: str, config: TrainConfig, out: Path) -> TrainingDiverged:
+    last = out / "checkpoint.npz"
+    kept = f"the last good checkpoint {last} is kept" if last.is_file() else "nothing was saved"
+    return TrainingDiverged(
+        f"{what} at {where}: training diverged and stopped; {kept}; "
+        f"try a lower --lr (now {config.lr})"
+    )
+
+
+def config_from_checkpoint(path: str | Path, meta: dict) -> TrainConfig:
+    """The validated :class:`TrainConfig` in a checkpoint's metadata.
+
+    Raises
+    ------
+    CheckpointError
+        The metadata holds no valid training configuration.
+    """
+    try:
+        config = TrainConfig(**meta["config"])
+        config.validate()
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a training checkpoint ({e})") from None
+    return config
+
+
 def _load_resume(resume: str | Path, epochs: int | None):
+    """``(path, config, state, (model_state, optim_state))`` of a checkpoint to resume."""
     path = Path(resume)
     if path.is_dir():
         path = path / "checkpoint.npz"
     model_state, optim_state, meta = checkpoint.load(path)
+    saved = config_from_checkpoint(path, meta)
     try:
-        saved = TrainConfig(**meta["config"])
         state = _State(**meta["state"])
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: not a training checkpoint ({e})") from None
+    counts = [state.epoch, state.step, state.correct, state.seen]
+    sums = [state.loss_sum, state.train_seconds, state.best_accuracy]
+    if not (all(_is_int(v) and v >= 0 for v in counts) and all(map(_is_real, sums))):
+        raise CheckpointError(f"{path}: not a training checkpoint (bad progress counters)")
     saved.epochs = saved.epochs if epochs is None else epochs
     saved.validate()
-    return saved, state, model_state, optim_state
+    if saved.epochs < state.epoch:
+        raise ConfigError(
+            f"epochs must be at least {state.epoch} (the epochs done in {path}), got {saved.epochs}"
+        )
+    return path, saved, state, (model_state, optim_state)
+
+
+def _restore(path: Path, saved, model: Module, opt: optim.Optimizer, state: _State, rngs) -> None:
+    """Load the weights, optimizer state and generator states of a checkpoint into place."""
+    model_state, optim_state = saved
+    try:
+        model.load_state_dict(model_state)
+        opt.load_state_dict(optim_state)
+        for rng, rng_state in zip(
+            rngs, (state.model_rng_state, state.augment_rng_state, state.shuffle_state),
+            strict=True,
+        ):  # fmt: skip
+            rng.bit_generator.state = rng_state
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: does not fit its model and optimizer: {e}") from None
 
 
 class _Bar:

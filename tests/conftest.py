@@ -6,8 +6,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import pytest
+# Without an NVIDIA GPU, the CUDA kernels run in Numba's CUDA simulator. This must be
+# set before numba is first imported, which is why it sits at the top of conftest.
+if not Path("/dev/nvidia0").exists():
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 # (rtol, atol) per kernel family and dtype: kernel vs. its NumPy reference.
 # Families that reduce over many terms get looser float32 bounds (summation order differs).

@@ -20,6 +20,10 @@ def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.
     -------
     ndarray, same shape and dtype as ``x``.
     """
+    if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
+        raise ValueError(f"random_shift: max_shift must be an integer >= 0, got {max_shift!r}")
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        raise ValueError(f"random_shift: x must be an array (N, C, H, W), got {np.shape(x)}")
     if max_shift == 0:
         return x
     n, _, h, w = x.shape

@@ -316,6 +316,8 @@ def _put_files_hint(folder: Path) -> str:
 def _read_split(images_path: Path, labels_path: Path) -> Split:
     """Read and cross-check one images file and its labels file."""
     images = read_idx(images_path, magic=IMAGES_MAGIC)
+    if len(images) == 0:
+        raise DataError(f"{images_path}: holds no images (its header declares N = 0)")
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
         raise DataError(
             f"{images_path}: wrong dimensions: expected images (N, {IMAGE_SIZE}, {IMAGE_SIZE}),"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -36,13 +37,17 @@ def init_weight(
     dtype: np.dtype,
 ) -> np.ndarray:
     """Draw an initial weight: ``"he"``, ``"xavier"`` or a float standard deviation."""
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise ValueError(
+            f"{owner}: rng must be a numpy.random.Generator or None, got {type(rng).__name__}"
+        )
     rng = np.random.default_rng() if rng is None else rng
-    if isinstance(weight_init, str):
-        if weight_init not in INITS:
-            raise ValueError(
-                f"{owner}: weight_init must be 'he', 'xavier' or a float std, got {weight_init!r}"
-            )
+    if isinstance(weight_init, str) and weight_init in INITS:
         return INITS[weight_init](shape, fan_in, rng, dtype)
+    if isinstance(weight_init, (str, bool)) or not isinstance(weight_init, Real):
+        raise ValueError(
+            f"{owner}: weight_init must be 'he', 'xavier' or a float std, got {weight_init!r}"
+        )
     return init.normal(shape, float(weight_init), rng, dtype)
 
 

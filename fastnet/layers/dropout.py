@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 
 from fastnet.layers._base import cached
@@ -23,7 +25,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None) -> None:
         super().__init__()
-        if not 0 <= float(p) <= 1:
+        if isinstance(p, bool) or not isinstance(p, Real) or not 0 <= p <= 1:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p!r}")
         self.p = float(p)
         self.rng = np.random.default_rng() if rng is None else rng
