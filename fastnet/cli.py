@@ -376,15 +376,17 @@ def main(argv: list[str] | None = None) -> int:
         print("fastnet: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the one place that turns errors into exit codes
-        from fastnet.errors import FastnetError
-        from fastnet.train import TrainingDiverged
+        from fastnet.errors import FastnetError, TrainingDiverged, TrainingInterrupted
 
-        if isinstance(e, (UsageError, FastnetError)) and not isinstance(e, TrainingDiverged):
-            print(f"fastnet {args.command}: error: {e}", file=sys.stderr)
-            return 2
-        if isinstance(e, (TrainingDiverged, OSError)) and not args.debug:
+        if isinstance(e, TrainingInterrupted):
+            print(e, flush=True)
+            return 130
+        if isinstance(e, TrainingDiverged) or (isinstance(e, OSError) and not args.debug):
             print(f"fastnet {args.command}: error: {e}", file=sys.stderr)
             return 1
+        if isinstance(e, (UsageError, FastnetError)):
+            print(f"fastnet {args.command}: error: {e}", file=sys.stderr)
+            return 2
         if args.debug:
             traceback.print_exc()
         else:

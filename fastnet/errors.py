@@ -15,3 +15,11 @@ class CheckpointError(FastnetError, ValueError):
 
 class ConfigError(FastnetError, ValueError):
     """A training configuration value is out of range or of the wrong type."""
+
+
+class TrainingDiverged(FastnetError):
+    """The loss or the weights became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(FastnetError):
+    """Training stopped on Ctrl-C after saving a checkpoint; the message says how to resume."""

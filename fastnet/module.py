@@ -130,7 +130,8 @@ class Module:
         KeyError
             Missing or unexpected keys (with ``strict``).
         ValueError
-            A value whose shape differs from the module's.
+            A value whose shape differs from the module's, that is not a float array,
+            or that holds NaN or infinity.
         """
         targets = {name: p.data for name, p in self.named_parameters()}
         targets.update(dict(self.named_buffers()))
@@ -146,7 +147,14 @@ class Module:
                 raise ValueError(
                     f"load_state_dict: {name} must have shape {target.shape}, got {value.shape}"
                 )
-            target[...] = value
+            if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+                raise ValueError(
+                    f"load_state_dict: {name} must be finite floats, got dtype {value.dtype}"
+                    + (" with NaN or inf" if value.dtype.kind == "f" else "")
+                )
+        for name, value in state.items():
+            if name in targets:
+                targets[name][...] = value
 
     def to(self, dtype: np.dtype | type) -> Module:
         """Convert all parameters and buffers to ``dtype`` (float32 or float64), in place.
@@ -186,6 +194,8 @@ class Sequential(Module):
     def __init__(self, *modules: Module) -> None:
         super().__init__()
         for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: item {i} must be a Module, got {type(m).__name__}")
             setattr(self, str(i), m)
 
     def __len__(self) -> int:

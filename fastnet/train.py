@@ -28,16 +28,17 @@ import numpy as np
 
 from fastnet import checkpoint, models, optim
 from fastnet.data import DATASETS, iterate_batches, load_dataset, random_shift
-from fastnet.errors import CheckpointError, ConfigError, FastnetError
+from fastnet.errors import (
+    CheckpointError,
+    ConfigError,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 from fastnet.layers import SoftmaxCrossEntropy
 from fastnet.module import Module
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 LR_SCHEDULES = ("constant", "step", "cosine")
-
-
-class TrainingDiverged(FastnetError):
-    """The loss became NaN or infinite."""
 
 
 @dataclasses.dataclass
@@ -328,11 +329,10 @@ def fit(
                     save(out / "checkpoint.npz", f"epoch {epoch + 1}, step {state.step}")
                 if interrupt.requested:
                     bar.close()
-                    log(
+                    raise TrainingInterrupted(
                         f"interrupted at epoch {epoch + 1}, step {state.step}; checkpoint saved; "
                         f"resume with: fastnet train --resume {out / 'checkpoint.npz'}"
                     )
-                    return history
             bar.close()
             state.train_seconds += time.perf_counter() - t0
             acc, _ = evaluate(model, x_ev, t_ev)

@@ -108,10 +108,14 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     plt = _require("matplotlib")
     run = Path(run_dir)
     lines = (run / "metrics.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
-    epochs = [r["epoch"] for r in records]
+    try:
+        records = [json.loads(line) for line in lines if line.strip()]
+        epochs = [r["epoch"] for r in records]
+        losses = [r["train_loss"] for r in records]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise FastnetError(f"{run / 'metrics.jsonl'}: not a fastnet metrics file ({e})") from None
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [r["train_loss"] for r in records], marker="o")
+    ax_loss.plot(epochs, losses, marker="o")
     ax_loss.set(xlabel="epoch", ylabel="train loss", title="loss")
     for key in ("train_accuracy", "val_accuracy", "test_accuracy"):
         if records and key in records[0]:

@@ -66,10 +66,14 @@ def shape_is(op: str, name: str, a: np.ndarray, expected: tuple[int, ...], layou
         )
 
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
 def int_pair(op: str, name: str, value: int | tuple[int, int], minimum: int) -> tuple[int, int]:
     """Return ``value`` as a pair of ints ``>= minimum`` (an int means the same for H and W)."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+    pair = (value, value) if _is_int(value) else value
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(map(_is_int, pair)):
         raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     if any(v < minimum for v in pair):
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
@@ -78,7 +82,7 @@ def int_pair(op: str, name: str, value: int | tuple[int, int], minimum: int) -> 
 
 def positive_float(op: str, name: str, value: float, minimum: float = 0.0) -> float:
     """Return ``value`` as a finite float ``>= minimum`` or raise."""
-    v = float(value)
-    if not np.isfinite(v) or v < minimum:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or value < minimum:
         raise ValueError(f"{op}: {name} must be a finite number >= {minimum}, got {value!r}")
-    return v
+    return float(value)
