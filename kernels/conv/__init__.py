@@ -3,12 +3,11 @@
 Layouts: x ``(N, C, H, W)``, w ``(OC, C, KH, KW)`` (PyTorch's), b ``(OC,)``,
 y ``(N, OC, OH, OW)`` with ``OH = (H + 2*PH - KH) // SH + 1`` and
 ``OW = (W + 2*PW - KW) // SW + 1``; zero padding. float32 or float64, not mixed.
-See ``kernels.conv.cpu`` for the implementation (per-image im2col + BLAS).
+See ``kernels.conv.cpu`` for the implementation (register-blocked direct convolution on
+tables of offsets, no BLAS).
 """
 
 from __future__ import annotations
-
-import math
 
 import numba
 import numpy as np
@@ -45,9 +44,10 @@ def _chunks(n: int, parallel: bool) -> int:
     return max(1, min(numba.get_num_threads(), n)) if parallel else 1
 
 
-def _rows(w: np.ndarray) -> np.ndarray:
-    """View of ``w (OC, C, KH, KW)`` as ``(OC, C*KH*KW)`` (also when a size is 0)."""
-    return w.reshape(w.shape[0], math.prod(w.shape[1:]))
+def _taps(w: np.ndarray) -> np.ndarray:
+    """``w (O, I, KH, KW)`` as ``(O, KH*I*KW)``, taps in ``(kh, i, kw)`` order (the kernels')."""
+    o, i, kh, kw = w.shape
+    return np.ascontiguousarray(w.transpose(0, 2, 1, 3)).reshape(o, kh * i * kw)
 
 
 def conv2d_forward(
@@ -85,16 +85,17 @@ def conv2d_forward(
     _checks.shape_is(op, "b", b, (w.shape[0],), "(OC,)")
     geom = _geometry(op, x, w, stride, padding)
     y = np.empty((x.shape[0], w.shape[0], geom[6], geom[7]), dtype=x.dtype)
-    with cpu.one_blas_thread():
-        cpu.conv2d_forward(
-            x,
-            _rows(w),
-            b,
-            y.reshape(*y.shape[:2], geom[6] * geom[7]),
-            geom,
-            _chunks(x.shape[0], parallel),
-            parallel=parallel,
-        )
+    tables, pads = cpu.forward_plan(*x.shape[1:], geom)
+    cpu.conv2d_forward(
+        x,
+        cpu.blocks(_taps(w)),
+        cpu.blocks(b[:, None]).reshape(-1, cpu.LANES),
+        tables,
+        pads,
+        y.reshape(*y.shape[:2], geom[6] * geom[7]),
+        chunks=_chunks(x.shape[0], parallel),
+        parallel=parallel,
+    )
     return y
 
 
@@ -132,19 +133,24 @@ def conv2d_backward(
     _checks.same_dtype(op, dy=dy, x=x, w=w)
     geom = _geometry(op, x, w, stride, padding)
     _checks.shape_is(op, "dy", dy, (x.shape[0], w.shape[0], *geom[6:]), "(N, OC, OH, OW)")
-    dx = np.zeros_like(x)
-    dw = np.empty_like(w)
-    db = np.empty(w.shape[0], dtype=w.dtype)
-    with cpu.one_blas_thread():
-        cpu.conv2d_backward(
-            dy.reshape(*dy.shape[:2], geom[6] * geom[7]),
-            x,
-            _rows(w),
-            dx,
-            _rows(dw),
-            db,
-            geom,
-            _chunks(x.shape[0], parallel),
-            parallel=parallel,
-        )
-    return dx, dw, db
+    dx = np.empty_like(x)
+    chunks = _chunks(x.shape[0], parallel)
+    dw_parts = np.empty((chunks, w.shape[0], w.shape[2] * w.shape[1] * w.shape[3]), w.dtype)
+    db_parts = np.empty((chunks, w.shape[0]), dtype=w.dtype)
+    n_chunk = -(-x.shape[0] // chunks)
+    tables, xframe, dframe = cpu.backward_plan(n_chunk, *x.shape[1:], w.shape[0], geom)
+    wt2 = _taps(w[:, :, ::-1, ::-1].swapaxes(0, 1))
+    cpu.conv2d_backward(
+        dy.reshape(*dy.shape[:2], geom[6] * geom[7]),
+        x,
+        (cpu.blocks(wt2), wt2),
+        tables,
+        (xframe, dframe),
+        dx,
+        dw_parts,
+        db_parts,
+        chunks=chunks,
+        parallel=parallel,
+    )
+    dw_taps = dw_parts.sum(axis=0).reshape(w.shape[0], w.shape[2], w.shape[1], w.shape[3])
+    return dx, np.ascontiguousarray(dw_taps.transpose(0, 2, 1, 3)), db_parts.sum(axis=0)

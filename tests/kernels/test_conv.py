@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from conftest import assert_close, assert_grad_close, numerical_grad
+from numba.core import config
 
 import kernels.conv as conv
 from kernels.conv import reference as ref
@@ -16,6 +17,16 @@ CASES = [
     (5, 2, 8, 7, 3, 3, 3, 3, 0, True),  # stride 3 leaves rows unread; N split unevenly
     (1, 2, 3, 4, 3, 5, 6, 1, 1, True),  # kernel as large as the padded input: OH = OW = 1
     (4, 16, 9, 9, 8, 3, 3, 1, 2, True),  # VGG-like channels, padding 2
+    # Paths of kernels.conv.cpu: y and dx written in place (OC, C multiples of 16, pixels
+    # multiples of 4) or through scratch; dx by pixel runs (C < 8) or channel tiles; dw over
+    # several groups of images, the last one partial; a padded dx plane of 256 elements.
+    (2, 1, 6, 6, 16, 3, 3, 1, 1, True),  # first layer: y in place, dx by pixel runs
+    (2, 16, 12, 12, 16, 3, 3, 1, 1, True),  # y and dx in place, dx plane 16 x 16
+    (7, 3, 14, 14, 16, 3, 3, 1, 1, True),  # dw in groups of 5 (4 in parallel), last partial
+    (3, 20, 6, 7, 32, 3, 2, 2, 1, True),  # stride 2, dx by channel tiles through scratch
+    (0, 3, 5, 5, 4, 3, 3, 1, 1, True),  # empty batch
+    (2, 0, 5, 5, 4, 3, 3, 1, 1, True),  # no input channels: y = b
+    (2, 3, 5, 5, 0, 3, 3, 1, 1, True),  # no output channels
 ]
 
 
@@ -57,6 +68,13 @@ def test_kernel_matches_reference(case, dtype, parallel, rng):
         assert_close(got, expected, "conv")
     for a, a_copy in zip(inputs, copies, strict=True):
         np.testing.assert_array_equal(a, a_copy)
+
+
+def test_slp_vectorizer_switch_is_restored(rng):
+    old = config.SLP_VECTORIZE
+    x, w, b, stride, padding = make_inputs(CASES[0], np.float32, rng)
+    conv.conv2d_forward(x, w, b, stride, padding)
+    assert config.SLP_VECTORIZE == old
 
 
 def test_non_contiguous_input_is_accepted(rng):
