@@ -162,12 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--dry-run", action="store_true", help="one training and one eval batch, write nothing"
     )
+    _device_flag(t)
 
     e = sub.add_parser(
         "evaluate", help="test accuracy, per class, and the confusion matrix", formatter_class=fmt
     )
     e.add_argument("checkpoint")
     e.add_argument("--data-dir")
+    _device_flag(e)
     e.add_argument(
         "--misclassified", metavar="FILE.png", help="save a grid of misclassified images"
     )
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top", type=_positive_int, default=3, help="classes to show per image")
+    _device_flag(p)
 
     pl = sub.add_parser(
         "plot", help="write curves.png and filters.png into a run folder", formatter_class=fmt
@@ -200,9 +203,34 @@ def _set_threads(threads: int | None) -> None:
     threadpool_limits(n)
 
 
+def _device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to compute: cuda needs an NVIDIA GPU and fastnet[cuda]; auto uses the GPU "
+        "when there is one",
+    )
+
+
+def _resolve_device(name: str) -> str:
+    """``--device`` resolved once, first (DeviceError for cuda without a GPU: exit code 2)."""
+    from fastnet.backend import resolve_device
+
+    return resolve_device(name)
+
+
+def _say_device(name: str, device: str) -> None:
+    """Say on stderr (stdout stays parsable) when ``auto`` fell back to the CPU; called once
+    the other arguments have passed their checks, so a bad argument still gives one line."""
+    if name == "auto" and device == "cpu":
+        print("no CUDA GPU found; using the CPU", file=sys.stderr, flush=True)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from fastnet import train
 
+    device = _resolve_device(args.device)
     _check_data_dir(args.data_dir)
     if args.resume is not None:
         resume = Path(args.resume)
@@ -230,8 +258,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
     _check_writable(out)
     _set_threads(args.threads)
+    _say_device(args.device, device)
     print("compiling kernels (first run only, up to a minute)...", flush=True)
-    history = train.fit(config, out, resume=args.resume, epochs=args.epochs, dry_run=args.dry_run)
+    history = train.fit(
+        config, out, resume=args.resume, epochs=args.epochs, dry_run=args.dry_run, device=device
+    )
     if history and not args.dry_run:
         print(f"run folder: {out}")
     return 0
@@ -295,10 +326,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from fastnet.data import load_dataset
     from fastnet.train import confusion_matrix, evaluate
 
+    device = _resolve_device(args.device)
     _check_data_dir(args.data_dir)
     if args.misclassified:
         _check_writable_folder("--misclassified", Path(args.misclassified).parent)
     model, config = _load_model(args.checkpoint)
+    _say_device(args.device, device)
+    model.to(device)
     dataset = config.dataset
     _, (x_test, t_test) = load_dataset(dataset, args.data_dir or config.data_dir)
     acc, pred = evaluate(model, x_test, t_test)
@@ -323,11 +357,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from fastnet import viz
+    from fastnet.backend import to, to_host
     from kernels.softmax_ce import softmax_forward
 
+    device = _resolve_device(args.device)
     model, _ = _load_model(args.checkpoint)
-    batch = np.stack([viz.load_digit(path) for path in args.images])
-    probs = softmax_forward(model(batch))
+    _say_device(args.device, device)
+    model.to(device)
+    batch = to(np.stack([viz.load_digit(path) for path in args.images]), device)
+    probs = to_host(softmax_forward(model(batch)))
     for path, p in zip(args.images, probs, strict=True):
         top = np.argsort(-p)[: args.top]
         print(f"{path}: " + "  ".join(f"{c} ({p[c]:.3f})" for c in top))

@@ -13,14 +13,18 @@ from typing import Any
 
 import numpy as np
 
+from fastnet import backend
+from fastnet.backend import is_device
+
 
 class Parameter:
     """A trainable array and its gradient.
 
     Parameters
     ----------
-    data : ndarray
-        The value (float32 or float64), stored as given.
+    data : ndarray or device array
+        The value (float32 or float64), stored as given (on the host, or on the GPU as a
+        numba-cuda device array after ``Module.to("cuda")``).
     name : str
         Dotted name, filled in by the owning module when it registers the parameter.
     """
@@ -48,7 +52,7 @@ class Module:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__()")
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
-        if name in self._buffers and not isinstance(value, np.ndarray):
+        if name in self._buffers and not (isinstance(value, np.ndarray) or is_device(value)):
             del self._buffers[name]
         if isinstance(value, Parameter):
             value.name = value.name or name
@@ -110,9 +114,13 @@ class Module:
 
     # -- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of all parameters and buffers, keyed by dotted attribute path."""
-        state = {name: p.data.copy() for name, p in self.named_parameters()}
-        state.update({name: b.copy() for name, b in self.named_buffers()})
+        """Host (NumPy) copies of all parameters and buffers, keyed by dotted attribute path.
+
+        Always host arrays, also for a module on the GPU, so a checkpoint saved there loads
+        on a machine without one.
+        """
+        state = {name: _host_copy(p.data) for name, p in self.named_parameters()}
+        state.update({name: _host_copy(b) for name, b in self.named_buffers()})
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
@@ -121,7 +129,8 @@ class Module:
         Parameters
         ----------
         state : dict of str to ndarray
-            As returned by ``state_dict``.
+            As returned by ``state_dict`` (host arrays; copied onto the GPU, in the
+            module's dtype, when the module lives there).
         strict : bool
             Require exactly the same keys. Shapes must always match.
 
@@ -153,22 +162,48 @@ class Module:
                     + (" with NaN or inf" if value.dtype.kind == "f" else "")
                 )
         for name, value in state.items():
-            if name in targets:
+            if name not in targets:
+                continue
+            if is_device(targets[name]):
+                targets[name].copy_to_device(np.ascontiguousarray(value, targets[name].dtype))
+            else:
                 targets[name][...] = value
 
-    def to(self, dtype: np.dtype | type) -> Module:
-        """Convert all parameters and buffers to ``dtype`` (float32 or float64), in place.
+    def to(self, device_or_dtype: str | np.dtype | type) -> Module:
+        """Move the module to a device, or convert it to a dtype; in place.
+
+        Parameters
+        ----------
+        device_or_dtype : "cpu", "cuda", float32 or float64
+            ``"cuda"``: every parameter and buffer becomes a numba-cuda device array;
+            ``"cpu"``: they come back as NumPy arrays. A dtype converts them (on the
+            device they live on).
 
         Gradients are cleared. Returns ``self``.
+
+        Raises
+        ------
+        fastnet.backend.DeviceError
+            ``"cuda"`` without a usable CUDA GPU.
         """
-        dtype = np.dtype(dtype)
+        if isinstance(device_or_dtype, str) and device_or_dtype in ("cpu", "cuda"):
+            move = backend.to_host
+            if device_or_dtype == "cuda":
+                backend.resolve_device("cuda")
+                move = backend.to_device
+            return self._apply(move)
+        dtype = np.dtype(device_or_dtype)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"Module.to: dtype must be float32 or float64, got {dtype}")
+        return self._apply(lambda a: _astype(a, dtype))
+
+    def _apply(self, fn: Any) -> Module:
+        """Replace every parameter and buffer ``a`` by ``fn(a)``; clear the gradients."""
         for _, module in self.named_modules():
             for p in module._parameters.values():
-                p.data, p.grad = p.data.astype(dtype), None
+                p.data, p.grad = fn(p.data), None
             for name in module._buffers:
-                object.__setattr__(module, name, getattr(module, name).astype(dtype))
+                object.__setattr__(module, name, fn(getattr(module, name)))
         return self
 
     def __repr__(self) -> str:
@@ -183,6 +218,18 @@ class Module:
     def extra_repr(self) -> str:
         """Hyper-parameters shown by ``repr``."""
         return ""
+
+
+def _host_copy(a: Any) -> np.ndarray:
+    """A NumPy copy of a host or device array."""
+    return a.copy_to_host() if is_device(a) else a.copy()
+
+
+def _astype(a: Any, dtype: np.dtype) -> Any:
+    """``a`` converted to ``dtype`` on its own device."""
+    if is_device(a):
+        return a if a.dtype == dtype else backend.to_device(a.copy_to_host().astype(dtype))
+    return a.astype(dtype)
 
 
 class Sequential(Module):

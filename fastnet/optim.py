@@ -12,7 +12,8 @@ Hyper-parameters are public attributes (``opt.lr``, ``opt.betas``, ...), validat
 between steps.
 
 ``state_dict()`` is flat, numeric arrays only, so it round-trips through ``np.savez`` and
-``np.load(..., allow_pickle=False)``:
+``np.load(..., allow_pickle=False)``; it always holds host arrays, and the state of
+parameters on the GPU lives there too (``load_state_dict`` uploads it):
 
 - ``"hyper.<name>"``: each hyper-parameter (0-d float or bool array; ``betas``: shape (2,));
 - ``"state.<i>.<name>"``: state of the parameter at index ``i`` of ``params``, with torch's
@@ -30,6 +31,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 import kernels.optim as ko
+from fastnet import backend
+from fastnet.backend import is_device
 from fastnet.module import Parameter
 
 Hyper = dict[str, Any]
@@ -55,7 +58,8 @@ def _param_list(owner: str, params: Iterable[Parameter]) -> list[Parameter]:
     for i, p in enumerate(params):
         if not isinstance(p, Parameter):
             raise TypeError(f"{owner}: params[{i}] must be a Parameter, got {type(p).__name__}")
-        if not isinstance(p.data, np.ndarray) or p.data.dtype not in (np.float32, np.float64):
+        array = isinstance(p.data, np.ndarray) or is_device(p.data)
+        if not array or p.data.dtype not in (np.float32, np.float64):
             got = getattr(p.data, "dtype", type(p.data).__name__)
             raise TypeError(
                 f"{owner}: params[{i}].data must be a float32 or float64 array, got {got}"
@@ -151,7 +155,9 @@ class Optimizer:
         """Copies of the hyper-parameters and the per-parameter state (see module docs)."""
         out = {f"hyper.{n}": np.array(getattr(self, n)) for n in self._hyper_names}
         for i, state in enumerate(self.state):
-            out.update({f"state.{i}.{name}": np.array(v) for name, v in state.items()})
+            out.update(
+                {f"state.{i}.{name}": np.array(backend.to_host(v)) for name, v in state.items()}
+            )
         return out
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
@@ -196,8 +202,9 @@ class Optimizer:
 
     def _check_grad(self, i: int, p: Parameter) -> None:
         g = p.grad
-        if not (isinstance(g, np.ndarray) and g.shape == p.data.shape and g.dtype == p.data.dtype):
-            got = f"shape {g.shape}, {g.dtype}" if isinstance(g, np.ndarray) else type(g).__name__
+        array = isinstance(g, np.ndarray) or is_device(g)
+        if not (array and g.shape == p.data.shape and g.dtype == p.data.dtype):
+            got = f"shape {g.shape}, {g.dtype}" if array else type(g).__name__
             raise ValueError(
                 f"{type(self).__name__}.step: params[{i}] ({p.name!r}) has shape "
                 f"{p.data.shape}, {p.data.dtype}; its grad must match, got {got}"
@@ -205,9 +212,9 @@ class Optimizer:
 
     @staticmethod
     def _buffer(state: dict[str, Any], name: str, p: Parameter, fill: float = 0.0) -> np.ndarray:
-        """``state[name]``, created filled with ``fill`` on first use."""
+        """``state[name]``, created filled with ``fill`` on first use (on p's device)."""
         if name not in state:
-            state[name] = np.full_like(p.data, fill)
+            state[name] = backend.full_like(p.data, fill)
         return state[name]
 
     def _hyper_value(self, owner: str, name: str, value: np.ndarray) -> Any:
@@ -258,7 +265,7 @@ class Optimizer:
                 f"{owner}: {key} must be a float array of shape {data.shape} (params[{i}]), "
                 f"got {value.dtype} of shape {value.shape}"
             )
-        return np.array(value, dtype=data.dtype)
+        return backend.to_same_device(np.array(value, dtype=data.dtype), data)
 
 
 class SGD(Optimizer):
@@ -315,7 +322,7 @@ class SGD(Optimizer):
         buf = state.get("momentum_buffer")
         first_step = buf is None
         if first_step and self.momentum != 0:
-            buf = np.empty_like(p.data)
+            buf = backend.full_like(p.data, 0)
         ko.sgd_update(
             p.data, p.grad, buf, lr=self.lr, momentum=self.momentum, dampening=self.dampening,
             weight_decay=self.weight_decay, nesterov=self.nesterov, first_step=first_step,

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnet import checkpoint, models, optim
+from fastnet import backend, checkpoint, models, optim
 from fastnet.data import DATASETS, iterate_batches, load_dataset, random_shift
 from fastnet.errors import (
     CheckpointError,
@@ -137,8 +137,9 @@ def evaluate(
     (accuracy in [0, 1], predicted labels int64 (N,))
     """
     model.eval()
+    device = _device_of(model)
     preds = [
-        np.argmax(model(x), axis=1)
+        np.argmax(backend.to_host(model(backend.to(x, device))), axis=1)
         for x, _ in iterate_batches(images, labels, batch_size, shuffle=False)
     ]
     pred = np.concatenate(preds).astype(np.int64)
@@ -219,6 +220,7 @@ def fit(
     dry_run: bool = False,
     log: Callable[[str], None] = print,
     progress: bool | None = None,
+    device: str = "cpu",
 ) -> list[dict]:
     """Train ``config.model`` on ``config.dataset``, writing the run folder ``out``.
 
@@ -238,6 +240,9 @@ def fit(
         Receives one line per event (epoch summaries, checkpoint notes).
     progress : bool, optional
         A progress bar per epoch; default: when stdout is a terminal.
+    device : {"cpu", "cuda"}
+        Where to train, as resolved by ``fastnet.backend.resolve_device``. Not part of
+        the configuration: checkpoints hold host arrays, so a run resumes on any device.
 
     Returns
     -------
@@ -262,7 +267,7 @@ def fit(
     if resume is not None:
         path, config, state, saved = _load_resume(resume, epochs)
     model_rng = np.random.default_rng([config.seed, 0])
-    model = models.build(config.model, model_rng)
+    model = models.build(config.model, model_rng).to(device)
     opt = make_optimizer(config, model.parameters())
     loss_fn = SoftmaxCrossEntropy()
     shuffle_rng = np.random.default_rng([config.seed, 2])
@@ -309,7 +314,7 @@ def fit(
             bar = _Bar(show, n_steps, state.step, f"epoch {epoch + 1}/{config.epochs}")
             t0 = time.perf_counter()
             for x, t in islice(batches, state.step, None):
-                logits = model(random_shift(x, config.augment, augment_rng))
+                logits = model(backend.to(random_shift(x, config.augment, augment_rng), device))
                 loss = loss_fn(logits, t)
                 if not math.isfinite(loss):
                     bar.close()
@@ -319,7 +324,7 @@ def fit(
                 opt.step()
                 state.step += 1
                 state.loss_sum += loss * len(t)
-                state.correct += int(np.sum(np.argmax(logits, axis=1) == t))
+                state.correct += int(np.sum(np.argmax(backend.to_host(logits), axis=1) == t))
                 state.seen += len(t)
                 bar.update(loss, state.seen / (state.train_seconds + time.perf_counter() - t0))
                 every = config.checkpoint_every
@@ -365,9 +370,15 @@ def fit(
     return history
 
 
+def _device_of(model: Module) -> str:
+    """Where ``model``'s parameters live: ``"cpu"`` or ``"cuda"``."""
+    params = model.parameters()
+    return backend.device_of(params[0].data) if params else "cpu"
+
+
 def _dry_run(model, loss_fn, opt, x_tr, t_tr, x_ev, t_ev, config, log) -> dict:
     x, t = next(iterate_batches(x_tr, t_tr, config.batch_size, shuffle=False))
-    loss = loss_fn(model.train()(x), t)
+    loss = loss_fn(model.train()(backend.to(x, _device_of(model))), t)
     model.backward(loss_fn.backward())
     opt.step()
     acc, _ = evaluate(model, x_ev[: config.batch_size], t_ev[: config.batch_size])

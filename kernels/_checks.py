@@ -2,17 +2,59 @@
 
 Every failure is a ``ValueError`` naming the op, the argument, what was expected
 (the layout in shape names, e.g. ``(N, C, H, W)``) and what was given.
+
+numba CUDA device arrays are accepted wherever a float array is: their dtype, shape and
+C-contiguity are checked and they are never copied. ``cuda_impl`` tells a wrapper whether
+to dispatch to its family's ``cuda.py``; this module never imports ``numba.cuda`` itself
+(device arrays can only exist once something else has).
 """
 
 from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def is_device(a: object) -> bool:
+    """True for a numba CUDA device array (the simulator's included)."""
+    mod = sys.modules.get("numba.cuda")
+    return mod is not None and bool(mod.devicearray.is_cuda_ndarray(a))
+
+
+def on_device(*arrays: object) -> bool:
+    """True when any of ``arrays`` is a numba CUDA device array (``None`` entries ignored)."""
+    return any(is_device(a) for a in arrays)
+
+
+def cuda_impl(op: str, family: str, **arrays: object) -> ModuleType | None:
+    """``kernels.<family>.cuda`` when ``arrays`` are device arrays, None when host arrays.
+
+    ``None`` values are skipped. A mix of host and device arrays is a ``ValueError``
+    naming both groups (nothing is copied between them implicitly).
+    """
+    where = {name: is_device(a) for name, a in arrays.items() if a is not None}
+    if not any(where.values()):
+        return None
+    if not all(where.values()):
+        dev = ", ".join(n for n, d in where.items() if d)
+        host = ", ".join(n for n, d in where.items() if not d)
+        raise ValueError(
+            f"{op}: arrays must all be on the same device, got device arrays ({dev}) "
+            f"and host arrays ({host})"
+        )
+    return importlib.import_module(f"kernels.{family}.cuda")
+
+
 def float_array(op: str, name: str, a: object, layout: str) -> np.ndarray:
     """Return ``a`` as a C-contiguous float32/float64 array with ``len(layout)`` dims.
+
+    A numba CUDA device array is checked the same way and returned as is; it must already
+    be C-contiguous (device arrays are never copied silently).
 
     Parameters
     ----------
@@ -28,10 +70,11 @@ def float_array(op: str, name: str, a: object, layout: str) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray
-        ``a`` itself when already C-contiguous, else a C-contiguous copy.
+    numpy.ndarray or device array
+        ``a`` itself when already C-contiguous, else a C-contiguous copy (host only).
     """
-    if not isinstance(a, np.ndarray):
+    device = is_device(a)
+    if not (device or isinstance(a, np.ndarray)):
         raise ValueError(f"{op}: {name} must be a numpy array {layout}, got {type(a).__name__}")
     if a.dtype not in FLOAT_DTYPES:
         raise ValueError(
@@ -45,7 +88,14 @@ def float_array(op: str, name: str, a: object, layout: str) -> np.ndarray:
         raise ValueError(
             f"{op}: {name} must have shape {layout} ({len(names)}-d), got shape {a.shape}"
         )
-    return np.ascontiguousarray(a)
+    return device_contiguous(op, name, a) if device else np.ascontiguousarray(a)
+
+
+def device_contiguous(op: str, name: str, a: object) -> object:
+    """Return the device array ``a`` if C-contiguous, else raise (it is never copied)."""
+    if not a.is_c_contiguous():
+        raise ValueError(f"{op}: device array {name} must be C-contiguous, got a strided view")
+    return a
 
 
 def same_dtype(op: str, **arrays: np.ndarray) -> np.dtype:

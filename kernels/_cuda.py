@@ -129,11 +129,17 @@ def _fill(a, value):
         a[i] = value
 
 
+def full(shape: tuple[int, ...], dtype: np.dtype, value: float):
+    """Device array filled with ``value`` (filled on the device, no host transfer)."""
+    out = empty(shape, dtype)
+    if out.size:
+        _fill[grid(out.size)](flat(out), np.dtype(dtype).type(value))
+    return out
+
+
 def zeros(shape: tuple[int, ...], dtype: np.dtype):
     """Device array of zeros (filled on the device, no host transfer)."""
-    out = empty(shape, dtype)
-    _fill[grid(out.size)](flat(out), np.dtype(dtype).type(0))
-    return out
+    return full(shape, dtype, 0)
 
 
 # ---- tiled matrix products --------------------------------------------------------------

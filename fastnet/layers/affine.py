@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnet import backend
 from fastnet.layers._base import cached, float_dtype, init_weight, positive_int
 from fastnet.module import Module, Parameter
 from kernels.affine import affine_backward, affine_forward
@@ -52,7 +53,7 @@ class Affine(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(N, ...) -> (N, out_features)."""
         w = self.weight.data
-        b = np.zeros(w.shape[1], w.dtype) if self.bias is None else self.bias.data
+        b = backend.zeros(w.shape[1], w.dtype, w) if self.bias is None else self.bias.data
         y = affine_forward(x, w, b)
         self._x = x
         return y
@@ -80,7 +81,7 @@ class Flatten(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(N, ...) -> (N, D)."""
-        if not isinstance(x, np.ndarray) or x.ndim < 1:
+        if not (isinstance(x, np.ndarray) or backend.is_device(x)) or x.ndim < 1:
             raise ValueError(f"Flatten: x must be an array (N, ...), got {type(x).__name__}")
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)

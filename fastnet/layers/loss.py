@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnet import backend
 from fastnet.layers._base import cached
 from fastnet.module import Module
-from kernels.softmax_ce import softmax_ce_backward, softmax_ce_forward
+from kernels.softmax_ce import check_labels, softmax_ce_backward, softmax_ce_forward
 
 
 class SoftmaxCrossEntropy(Module):
@@ -26,9 +27,14 @@ class SoftmaxCrossEntropy(Module):
         ----------
         logits : ndarray (N, K), float32 or float64
         labels : ndarray (N,), integers in [0, K)
+            With logits on the GPU, host labels are checked and uploaded once here
+            (``backward`` reuses them); ``backward`` then returns a device array.
         """
+        if backend.is_device(logits) and not backend.is_device(labels):
+            op = type(self).__name__
+            labels = backend.to_device(check_labels(op, np.asarray(labels), *logits.shape))
         loss, probs = softmax_ce_forward(logits, labels)
-        self._cache = (probs, np.asarray(labels))
+        self._cache = (probs, labels if backend.is_device(labels) else np.asarray(labels))
         return loss
 
     def backward(self, dloss: float = 1.0) -> np.ndarray:

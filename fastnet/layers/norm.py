@@ -37,7 +37,8 @@ class _BatchNorm(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Normalize per channel: batch statistics in training, running ones in eval."""
-        if not isinstance(x, np.ndarray) or x.ndim != len(self._layout.split(",")):
+        array = isinstance(x, np.ndarray) or _checks.is_device(x)
+        if not array or x.ndim != len(self._layout.split(",")):
             shape = getattr(x, "shape", type(x).__name__)
             raise ValueError(
                 f"{type(self).__name__}: x must have shape {self._layout}, got {shape}"

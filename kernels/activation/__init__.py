@@ -15,6 +15,8 @@ ANY = "(N, ...)"
 
 def _unary(op: str, body, x: np.ndarray, parallel: bool) -> np.ndarray:
     x = _checks.float_array(op, "x", x, ANY)
+    if impl := _checks.cuda_impl(op, "activation", x=x):
+        return getattr(impl, op)(x)
     y = np.empty_like(x)
     body(x.reshape(-1), y.reshape(-1), parallel=parallel)
     return y
@@ -25,6 +27,8 @@ def _binary(op: str, body, dy: np.ndarray, y: np.ndarray, parallel: bool) -> np.
     y = _checks.float_array(op, "y", y, ANY)
     _checks.same_dtype(op, dy=dy, y=y)
     _checks.shape_is(op, "dy", dy, y.shape, "y.shape")
+    if impl := _checks.cuda_impl(op, "activation", dy=dy, y=y):
+        return getattr(impl, op)(dy, y)
     dx = np.empty_like(dy)
     body(dy.reshape(-1), y.reshape(-1), dx.reshape(-1), parallel=parallel)
     return dx

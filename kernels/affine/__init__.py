@@ -46,6 +46,8 @@ def affine_forward(
     b = _checks.float_array(op, "b", b, "(M,)")
     _checks.same_dtype(op, x=x2, w=w, b=b)
     _checks.shape_is(op, "b", b, w.shape[1:], "(M,) with M = w.shape[1]")
+    if impl := _checks.cuda_impl(op, "affine", x=x, w=w, b=b):
+        return impl.affine_forward(x, w, b)
     y = np.empty((x2.shape[0], w.shape[1]), dtype=x2.dtype)
     cpu.affine_forward(x2, w, b, y, parallel=parallel)
     return y
@@ -75,6 +77,8 @@ def affine_backward(
     dy = _checks.float_array(op, "dy", dy, "(N, M)")
     _checks.same_dtype(op, dy=dy, x=x2, w=w)
     _checks.shape_is(op, "dy", dy, (x2.shape[0], w.shape[1]), "(N, M) = (x.shape[0], w.shape[1])")
+    if impl := _checks.cuda_impl(op, "affine", dy=dy, x=x, w=w):
+        return impl.affine_backward(dy, x, w)
     dx = np.empty(x2.shape, dtype=dy.dtype)
     dw = np.empty(w.shape, dtype=dy.dtype)
     db = np.empty(w.shape[1], dtype=dy.dtype)

@@ -92,6 +92,12 @@ def batchnorm_forward(
                 f"{op}: Expected more than 1 value per channel when training, got input "
                 f"of shape {x.shape}"
             )
+    arrays = dict(x=x, gamma=gamma, beta=beta, running_mean=rm, running_var=rv)
+    if impl := _checks.cuda_impl(op, "batchnorm", **arrays):
+        return impl.batchnorm_forward(
+            x, gamma, beta, rm, rv, training=training, momentum=momentum, eps=eps
+        )
+    if training:
         mean, var = _batch_stats(x3, parallel)
         unbiased = var * count / (count - 1)
         running_mean[...] = (1 - momentum) * rm.astype(np.float64) + momentum * mean
@@ -139,6 +145,9 @@ def batchnorm_backward(
     _checks.shape_is(op, "dy", dy, x.shape, "x.shape")
     _checks.same_dtype(op, dy=dy3, x=x3)
     gamma, mean, invstd = _per_channel(op, x3, gamma=gamma, mean=mean, invstd=invstd)
+    arrays = dict(dy=dy, x=x, gamma=gamma, mean=mean, invstd=invstd)
+    if impl := _checks.cuda_impl(op, "batchnorm", **arrays):
+        return impl.batchnorm_backward(dy, x, gamma, mean, invstd, training=training)
     dx = np.empty_like(x3)
     dgamma = np.empty(x3.shape[1], dtype=x3.dtype)
     dbeta = np.empty_like(dgamma)

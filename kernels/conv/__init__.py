@@ -78,12 +78,15 @@ def conv2d_forward(
     op = "conv2d_forward"
     x = _checks.float_array(op, "x", x, X)
     w = _checks.float_array(op, "w", w, W)
-    if b is None:
-        b = np.zeros(w.shape[0], dtype=w.dtype)
-    b = _checks.float_array(op, "b", b, "(OC,)")
-    _checks.same_dtype(op, x=x, w=w, b=b)
-    _checks.shape_is(op, "b", b, (w.shape[0],), "(OC,)")
+    if b is not None:
+        b = _checks.float_array(op, "b", b, "(OC,)")
+        _checks.same_dtype(op, x=x, w=w, b=b)
+        _checks.shape_is(op, "b", b, (w.shape[0],), "(OC,)")
+    _checks.same_dtype(op, x=x, w=w)
     geom = _geometry(op, x, w, stride, padding)
+    if impl := _checks.cuda_impl(op, "conv", x=x, w=w, b=b):
+        return impl.conv2d_forward(x, w, b, stride, padding)
+    b = np.zeros(w.shape[0], dtype=w.dtype) if b is None else b
     y = np.empty((x.shape[0], w.shape[0], geom[6], geom[7]), dtype=x.dtype)
     tables, pads = cpu.forward_plan(*x.shape[1:], geom)
     cpu.conv2d_forward(
@@ -133,6 +136,8 @@ def conv2d_backward(
     _checks.same_dtype(op, dy=dy, x=x, w=w)
     geom = _geometry(op, x, w, stride, padding)
     _checks.shape_is(op, "dy", dy, (x.shape[0], w.shape[0], *geom[6:]), "(N, OC, OH, OW)")
+    if impl := _checks.cuda_impl(op, "conv", dy=dy, x=x, w=w):
+        return impl.conv2d_backward(dy, x, w, stride, padding)
     dx = np.empty_like(x)
     chunks = _chunks(x.shape[0], parallel)
     dw_parts = np.empty((chunks, w.shape[0], w.shape[2] * w.shape[1] * w.shape[3]), w.dtype)

@@ -54,6 +54,8 @@ def dropout_forward(
     scale = _scale(op, p, x.dtype)
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"{op}: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if impl := _checks.cuda_impl(op, "dropout", x=x):
+        return impl.dropout_forward(x, p, rng)
     mask = rng.random(x.shape, dtype=x.dtype) >= p
     return _apply(x, mask, scale, parallel), mask
 
@@ -78,8 +80,11 @@ def dropout_backward(
     op = "dropout_backward"
     dy = _checks.float_array(op, "dy", dy, ANY)
     scale = _scale(op, p, dy.dtype)
-    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+    array = _checks.is_device(mask) or isinstance(mask, np.ndarray)
+    if not array or mask.dtype != np.bool_:
         given = getattr(mask, "dtype", type(mask).__name__)
         raise ValueError(f"{op}: mask must be a bool numpy array dy.shape, got {given}")
     _checks.shape_is(op, "mask", mask, dy.shape, "dy.shape")
+    if impl := _checks.cuda_impl(op, "dropout", dy=dy, mask=mask):
+        return impl.dropout_backward(dy, _checks.device_contiguous(op, "mask", mask), p)
     return _apply(dy, np.ascontiguousarray(mask), scale, parallel)

@@ -35,9 +35,10 @@ def _grad(op: str, grad: np.ndarray, param: np.ndarray) -> np.ndarray:
 def _inplace(op: str, name: str, a: np.ndarray, param: np.ndarray | None = None) -> np.ndarray:
     """Check an array updated in place (against ``param`` if given) and return a flat view."""
     _checks.float_array(op, name, a, ANY)
-    if not a.flags.c_contiguous:
+    host = not _checks.is_device(a)  # float_array checked a device array's contiguity
+    if host and not a.flags.c_contiguous:
         raise ValueError(f"{op}: {name} must be C-contiguous (it is updated in place)")
-    if not a.flags.writeable:
+    if host and not a.flags.writeable:
         raise ValueError(f"{op}: {name} must be writeable (it is updated in place)")
     if param is not None:
         _checks.same_dtype(op, param=param, **{name: a})
@@ -101,6 +102,11 @@ def sgd_update(
     flat = _inplace(op, "param", param)
     g = _grad(op, grad, param)
     buf = _optional(op, "momentum_buf", momentum_buf, param, momentum != 0, "when momentum != 0")
+    if impl := _checks.cuda_impl(op, "optim", param=param, grad=grad, momentum_buf=momentum_buf):
+        return impl.sgd_update(
+            param, grad, momentum_buf, lr=lr, momentum=momentum, dampening=dampening,
+            weight_decay=weight_decay, nesterov=nesterov, first_step=first_step,
+        )  # fmt: skip
     cpu.sgd_update(
         flat, g, buf, float(lr), float(momentum), float(dampening), float(weight_decay),
         bool(nesterov), bool(first_step), parallel=parallel,
@@ -142,6 +148,12 @@ def adagrad_update(
     flat = _inplace(op, "param", param)
     g = _grad(op, grad, param)
     acc = _inplace(op, "state_sum", state_sum, param)
+    _step(op, step)
+    if impl := _checks.cuda_impl(op, "optim", param=param, grad=grad, state_sum=state_sum):
+        return impl.adagrad_update(
+            param, grad, state_sum, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+            eps=eps, step=step,
+        )  # fmt: skip
     cpu.adagrad_update(
         flat, g, acc, float(lr), float(lr_decay), float(weight_decay), float(eps),
         _step(op, step), parallel=parallel,
@@ -193,6 +205,12 @@ def rmsprop_update(
     sq = _inplace(op, "square_avg", square_avg, param)
     buf = _optional(op, "momentum_buf", momentum_buf, param, momentum > 0, "when momentum > 0")
     avg = _optional(op, "grad_avg", grad_avg, param, bool(centered), "when centered")
+    state = dict(square_avg=square_avg, momentum_buf=momentum_buf, grad_avg=grad_avg)
+    if impl := _checks.cuda_impl(op, "optim", param=param, grad=grad, **state):
+        return impl.rmsprop_update(
+            param, grad, *state.values(), lr=lr, alpha=alpha, eps=eps,
+            weight_decay=weight_decay, momentum=momentum, centered=centered,
+        )  # fmt: skip
     cpu.rmsprop_update(
         flat, g, sq, buf, avg, float(lr), float(alpha), float(eps), float(weight_decay),
         float(momentum), bool(centered), parallel=parallel,
@@ -247,6 +265,14 @@ def adam_update(
     m = _inplace(op, "exp_avg", exp_avg, param)
     v = _inplace(op, "exp_avg_sq", exp_avg_sq, param)
     vmax = _optional(op, "max_exp_avg_sq", max_exp_avg_sq, param, bool(amsgrad), "when amsgrad")
+    _step(op, step)
+    state = dict(exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, max_exp_avg_sq=max_exp_avg_sq)
+    if impl := _checks.cuda_impl(op, "optim", param=param, grad=grad, **state):
+        return impl.adam_update(
+            param, grad, *state.values(), lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+            weight_decay=weight_decay, step=step, amsgrad=amsgrad,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )  # fmt: skip
     cpu.adam_update(
         flat, g, m, v, vmax, float(lr), float(beta1), float(beta2), float(eps),
         float(weight_decay), _step(op, step), bool(amsgrad), bool(decoupled_weight_decay),

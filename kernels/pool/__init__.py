@@ -54,10 +54,13 @@ def _x_shape(op: str, x_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
 
 def _indices(op: str, indices: np.ndarray, dy: np.ndarray, plane: int) -> np.ndarray:
     """Validate max-pool ``indices``: int64, ``dy``'s shape, values in ``[0, H * W)``."""
-    if not isinstance(indices, np.ndarray) or indices.dtype != np.int64:
+    device = _checks.is_device(indices)
+    if not (device or isinstance(indices, np.ndarray)) or indices.dtype != np.int64:
         given = getattr(indices, "dtype", type(indices).__name__)
         raise ValueError(f"{op}: indices must be an int64 numpy array {NCOO}, got {given}")
     _checks.shape_is(op, "indices", indices, dy.shape, "dy.shape")
+    if device:  # the range is checked on the host only (no silent device copy)
+        return _checks.device_contiguous(op, "indices", indices)
     if indices.size and (indices.min() < 0 or indices.max() >= plane):
         raise ValueError(f"{op}: indices must lie in [0, H * W) = [0, {plane})")
     return np.ascontiguousarray(indices)
@@ -97,6 +100,8 @@ def maxpool2d_forward(
     op = "maxpool2d_forward"
     x = _checks.float_array(op, "x", x, NCHW)
     params, out = _geometry(op, x.shape[2:], kernel_size, stride, padding)
+    if impl := _checks.cuda_impl(op, "pool", x=x):
+        return impl.maxpool2d_forward(x, kernel_size, stride, padding)
     y = np.empty(x.shape[:2] + out, dtype=x.dtype)
     indices = np.empty(y.shape, dtype=np.int64)
     cpu.maxpool2d_forward(_planes(x), _planes(y), _planes(indices), *params, parallel=parallel)
@@ -125,6 +130,8 @@ def maxpool2d_backward(
     N, C, H, W = _x_shape(op, x_shape)
     _checks.shape_is(op, "dy", dy, (N, C) + dy.shape[2:], "(N, C, OH, OW) with x_shape's N, C")
     indices = _indices(op, indices, dy, H * W)
+    if impl := _checks.cuda_impl(op, "pool", dy=dy, indices=indices):
+        return impl.maxpool2d_backward(dy, indices, (N, C, H, W))
     dx = np.empty((N * C, H * W), dtype=dy.dtype)
     cpu.maxpool2d_backward(dy.reshape(N * C, -1), indices.reshape(N * C, -1), dx, parallel=parallel)
     return dx.reshape(N, C, H, W)
@@ -155,6 +162,8 @@ def avgpool2d_forward(
     op = "avgpool2d_forward"
     x = _checks.float_array(op, "x", x, NCHW)
     params, out = _geometry(op, x.shape[2:], kernel_size, stride, padding)
+    if impl := _checks.cuda_impl(op, "pool", x=x):
+        return impl.avgpool2d_forward(x, kernel_size, stride, padding)
     y = np.empty(x.shape[:2] + out, dtype=x.dtype)
     cpu.avgpool2d_forward(_planes(x), _planes(y), *params, parallel=parallel)
     return y
@@ -188,6 +197,8 @@ def avgpool2d_backward(
     N, C, H, W = _x_shape(op, x_shape)
     params, out = _geometry(op, (H, W), kernel_size, stride, padding)
     _checks.shape_is(op, "dy", dy, (N, C) + out, NCOO)
+    if impl := _checks.cuda_impl(op, "pool", dy=dy):
+        return impl.avgpool2d_backward(dy, (N, C, H, W), kernel_size, stride, padding)
     dx = np.empty((N * C, H, W), dtype=dy.dtype)
     cpu.avgpool2d_backward(_planes(dy), dx, *params, parallel=parallel)
     return dx.reshape(N, C, H, W)

@@ -23,15 +23,32 @@ def _logits(op: str, name: str, x: np.ndarray) -> np.ndarray:
 
 
 def _labels(op: str, labels: np.ndarray, n: int, k: int) -> np.ndarray:
-    """Return ``labels`` as a C-contiguous intp array (N,) with values in [0, K)."""
-    if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
+    """Return ``labels`` as a C-contiguous intp array (N,) with values in [0, K).
+
+    Device labels are checked for dtype, shape and contiguity only (their range is the
+    caller's job: ``SoftmaxCrossEntropy`` checks host labels before uploading them).
+    """
+    device = _checks.is_device(labels)
+    array = device or isinstance(labels, np.ndarray)
+    if not array or not np.issubdtype(labels.dtype, np.integer):
         given = getattr(labels, "dtype", type(labels).__name__)
         raise ValueError(f"{op}: labels must be an integer numpy array (N,), got {given}")
     _checks.shape_is(op, "labels", labels, (n,), "(N,)")
+    if device:
+        return _checks.device_contiguous(op, "labels", labels)
     bad = labels[(labels < 0) | (labels >= k)]
     if bad.size:
         raise ValueError(f"{op}: labels must be in [0, K) = [0, {k}), got {bad[0]}")
     return np.ascontiguousarray(labels, dtype=np.intp)
+
+
+def check_labels(op: str, labels: np.ndarray, n: int, k: int) -> np.ndarray:
+    """Validate host ``labels`` (N,) against ``K`` classes, as the wrappers do.
+
+    For callers that upload labels to the GPU: device labels are only checked for dtype
+    and shape by the wrappers. Returns a C-contiguous intp array; raises ``ValueError``.
+    """
+    return _labels(op, labels, n, k)
 
 
 def softmax_forward(x: np.ndarray, *, parallel: bool = True) -> np.ndarray:
@@ -48,6 +65,8 @@ def softmax_forward(x: np.ndarray, *, parallel: bool = True) -> np.ndarray:
     ndarray (N, K), same dtype as ``x``; each row sums to 1.
     """
     x = _logits("softmax_forward", "x", x)
+    if impl := _checks.cuda_impl("softmax_forward", "softmax_ce", x=x):
+        return impl.softmax_forward(x)
     p = np.empty_like(x)
     cpu.softmax_forward(x, p, parallel=parallel)
     return p
@@ -77,6 +96,8 @@ def softmax_ce_forward(
     op = "softmax_ce_forward"
     logits = _logits(op, "logits", logits)
     labels = _labels(op, labels, *logits.shape)
+    if impl := _checks.cuda_impl(op, "softmax_ce", logits=logits, labels=labels):
+        return impl.softmax_ce_forward(logits, labels)
     probs = np.empty_like(logits)
     row_loss = np.empty(logits.shape[0], dtype=logits.dtype)
     cpu.softmax_ce_forward(logits, labels, probs, row_loss, parallel=parallel)
@@ -104,6 +125,8 @@ def softmax_ce_backward(
     op = "softmax_ce_backward"
     probs = _logits(op, "probs", probs)
     labels = _labels(op, labels, *probs.shape)
+    if impl := _checks.cuda_impl(op, "softmax_ce", probs=probs, labels=labels):
+        return impl.softmax_ce_backward(probs, labels, dloss)
     scale = probs.dtype.type(float(dloss) / probs.shape[0])
     dx = np.empty_like(probs)
     cpu.softmax_ce_backward(probs, labels, scale, dx, parallel=parallel)

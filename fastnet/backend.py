@@ -1,0 +1,118 @@
+"""Where arrays live: the host (NumPy) or an NVIDIA GPU (numba-cuda device arrays).
+
+``resolve_device`` turns the user's ``--device`` choice into ``"cpu"`` or ``"cuda"`` once,
+at start-up; there is no global switch. The kernel wrappers dispatch on where their
+arguments are, so a model runs on the GPU simply by holding device arrays
+(``Module.to("cuda")``). ``numba.cuda`` is imported only when a device is asked for:
+numba-cuda is an optional dependency (``fastnet[cuda]``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from fastnet.errors import FastnetError
+from kernels._checks import is_device
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class DeviceError(FastnetError, RuntimeError):
+    """The requested device cannot be used (e.g. ``--device cuda`` without a GPU)."""
+
+
+def cuda_available() -> tuple[str, str]:
+    """Which CUDA numba-cuda can run kernels on here, and why none.
+
+    Returns
+    -------
+    (kind, why)
+        ``kind`` is ``"gpu"``, ``"simulator"`` (``NUMBA_ENABLE_CUDASIM=1``) or ``""``
+        (none; ``why`` says why).
+    """
+    try:
+        cuda = importlib.import_module("numba.cuda")
+    except ImportError:
+        return "", "numba-cuda is not installed"
+    from numba import config
+
+    if config.ENABLE_CUDASIM:
+        return "simulator", ""
+    if cuda.is_available():
+        return "gpu", ""
+    return "", "numba.cuda.is_available() is False"
+
+
+def resolve_device(name: str) -> str:
+    """Resolve a ``--device`` choice to ``"cpu"`` or ``"cuda"``.
+
+    Parameters
+    ----------
+    name : {"auto", "cpu", "cuda"}
+        ``"auto"`` is ``"cuda"`` with a real GPU, else ``"cpu"`` (the caller tells the
+        user); ``"cuda"`` also accepts Numba's CUDA simulator (for tests).
+
+    Raises
+    ------
+    DeviceError
+        ``"cuda"`` without a usable CUDA GPU, or an unknown name.
+    """
+    if name not in DEVICES:
+        raise DeviceError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "cpu":
+        return "cpu"
+    kind, why = cuda_available()
+    if kind == "gpu" or (kind and name == "cuda"):
+        return "cuda"
+    if name == "auto":
+        return "cpu"
+    raise DeviceError(
+        f"--device cuda: no CUDA GPU found ({why}); install fastnet[cuda] on a machine "
+        "with an NVIDIA GPU or use --device cpu"
+    )
+
+
+def _cuda() -> Any:
+    return importlib.import_module("kernels._cuda")
+
+
+def to_device(a: np.ndarray) -> Any:
+    """Copy a host array to the GPU (a device array is returned as is)."""
+    return a if is_device(a) else _cuda().to_device(a)
+
+
+def to_host(a: Any) -> np.ndarray:
+    """A host copy of a device array; a host array is returned as is."""
+    return a.copy_to_host() if is_device(a) else a
+
+
+def to(a: Any, device: str) -> Any:
+    """``a`` on ``device`` (``"cpu"`` or ``"cuda"``), copied only if it is elsewhere."""
+    return to_device(a) if device == "cuda" else to_host(a)
+
+
+def device_of(a: Any) -> str:
+    """``"cuda"`` for a device array, else ``"cpu"``."""
+    return "cuda" if is_device(a) else "cpu"
+
+
+def to_same_device(a: np.ndarray, like: Any) -> Any:
+    """``a`` (host) uploaded when ``like`` is a device array, else ``a`` itself."""
+    return to_device(a) if is_device(like) else a
+
+
+def zeros(shape: tuple[int, ...], dtype: np.dtype, like: Any) -> Any:
+    """Zeros of ``shape`` and ``dtype`` on ``like``'s device."""
+    if is_device(like):
+        return _cuda().zeros(shape, dtype)
+    return np.zeros(shape, dtype)
+
+
+def full_like(a: Any, value: float) -> Any:
+    """An array of ``a``'s shape and dtype filled with ``value``, on ``a``'s device."""
+    if is_device(a):
+        return _cuda().full(a.shape, a.dtype, value)
+    return np.full_like(a, value)
