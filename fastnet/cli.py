@@ -26,7 +26,7 @@ DEFAULTS = {
     "lr_schedule": "cosine",
     "seed": 0,
     "val_split": 0.0,
-    "augment": 2,
+    "augment": 0,
 }
 MODEL_NAMES = ("vgg", "vgg-bn", "simple", "mlp")
 DATASET_NAMES = ("mnist", "fashion-mnist")

@@ -59,7 +59,7 @@ class TrainConfig:
     val_split: float = 0.0
     limit: int | None = None
     checkpoint_every: int = 0
-    augment: int = 2
+    augment: int = 0
 
     def validate(self) -> None:
         """Raise ``ConfigError`` (a ``ValueError``) naming the first bad field and what is

@@ -43,7 +43,18 @@ def test_train_writes_the_run_folder(simple_run):
 
 @pytest.mark.parametrize("model", ["vgg", "mlp"])
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(model, tmp_path, data_root):
-    args = ("--model", model, "--optimizer", "momentum", "--lr", "0.01", "--seed", "3")
+    args = (
+        "--model",
+        model,
+        "--optimizer",
+        "momentum",
+        "--lr",
+        "0.01",
+        "--seed",
+        "3",
+        "--augment",
+        "2",
+    )
     assert train(data_root, tmp_path / "full", *args, "--epochs", "2") == 0
     assert train(data_root, tmp_path / "part", *args, "--epochs", "1") == 0
     assert main(["train", "--resume", str(tmp_path / "part"), "--epochs", "2"]) == 0
@@ -169,3 +180,12 @@ def test_missing_plot_extra_is_a_clear_error(module, simple_run, tmp_path, monke
     assert f"needs {module.replace('PIL', 'Pillow')}: pip install 'fastnet[plot]'" in (
         capsys.readouterr().err
     )
+
+
+def test_simple_net_learns_mnist_in_one_short_epoch(tmp_path, data_root):
+    """The issue's quick end-to-end check: PyTorch's same setup gets 84-86% here."""
+    out = tmp_path / "simple"
+    argv = ["train", "--data-dir", str(data_root), "--out", str(out), "--model", "simple"]
+    assert main([*argv, "--limit", "2000", "--epochs", "1"]) == 0
+    record = json.loads((out / "metrics.jsonl").read_text())
+    assert record["test_accuracy"] > 0.80, record
