@@ -221,10 +221,10 @@ def _resolve_device(name: str) -> str:
 
 
 def _say_device(name: str, device: str) -> None:
-    """Say on stderr (stdout stays parsable) when ``auto`` fell back to the CPU; called once
-    the other arguments have passed their checks, so a bad argument still gives one line."""
+    """Say in the training log (stdout) when ``auto`` fell back to the CPU; stderr is kept
+    for errors, one line each."""
     if name == "auto" and device == "cpu":
-        print("no CUDA GPU found; using the CPU", file=sys.stderr, flush=True)
+        print("device: cpu (--device auto found no CUDA GPU)", flush=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -331,7 +331,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.misclassified:
         _check_writable_folder("--misclassified", Path(args.misclassified).parent)
     model, config = _load_model(args.checkpoint)
-    _say_device(args.device, device)
     model.to(device)
     dataset = config.dataset
     _, (x_test, t_test) = load_dataset(dataset, args.data_dir or config.data_dir)
@@ -362,7 +361,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     device = _resolve_device(args.device)
     model, _ = _load_model(args.checkpoint)
-    _say_device(args.device, device)
     model.to(device)
     batch = to(np.stack([viz.load_digit(path) for path in args.images]), device)
     probs = to_host(softmax_forward(model(batch)))

@@ -159,7 +159,7 @@ def test_cli_auto_says_when_it_falls_back_to_the_cpu(monkeypatch, capsys):
     monkeypatch.setattr(backend, "cuda_available", lambda: ("", "no driver"))
     assert _resolve_device("auto") == "cpu"
     _say_device("auto", "cpu")
-    assert capsys.readouterr().err == "no CUDA GPU found; using the CPU\n"  # stdout stays data
+    assert capsys.readouterr().out == "device: cpu (--device auto found no CUDA GPU)\n"
     _say_device("cpu", "cpu")
     _say_device("auto", "cuda")
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().out == ""
