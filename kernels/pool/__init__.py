@@ -104,7 +104,11 @@ def maxpool2d_forward(
         return impl.maxpool2d_forward(x, kernel_size, stride, padding)
     y = np.empty(x.shape[:2] + out, dtype=x.dtype)
     indices = np.empty(y.shape, dtype=np.int64)
-    cpu.maxpool2d_forward(_planes(x), _planes(y), _planes(indices), *params, parallel=parallel)
+    planes = _planes(x), _planes(y), _planes(indices)
+    if params == (2, 2, 2, 2, 0, 0):
+        cpu.maxpool2x2_forward(*planes, parallel=parallel)
+    else:
+        cpu.maxpool2d_forward(*planes, *params, parallel=parallel)
     return y, indices
 
 

@@ -4,6 +4,10 @@ Arrays arrive as stacks of planes: ``x`` (P, H, W) with ``P = N * C``, outputs (
 The outer ``prange`` runs over planes, so each thread owns whole output planes and the
 backward scatter-adds never race. Windows are clamped to the unpadded input, so padding
 is never read (it is -inf for max and zero for average).
+
+``maxpool2x2_forward`` is the common 2x2, stride 2, unpadded case with the window unrolled:
+the general kernel's loops, whose trip counts are only known at run time, made it 7x slower
+there (6 ms against 0.8 ms for the VGG net's first pool at batch 100, 2 threads).
 """
 
 import numpy as np
@@ -17,6 +21,12 @@ def _span(o, k, s, p, size):
     """Clamped input range ``[start, stop)`` of window ``o`` along one axis."""
     start = o * s - p
     return max(start, 0), min(start + k, size)
+
+
+@helper
+def _wins(v, best):
+    """Whether ``v`` replaces ``best`` as a window's maximum: larger, or NaN (a NaN wins)."""
+    return v > best or np.isnan(v)
 
 
 @kernel
@@ -33,9 +43,29 @@ def maxpool2d_forward(x, y, indices, kh, kw, sh, sw, ph, pw):
                 for h in range(h0, h1):
                     for w in range(w0, w1):
                         v = x[p, h, w]
-                        if v > best or np.isnan(v):
+                        if _wins(v, best):
                             best = v
                             at = h * W + w
+                y[p, oh, ow] = best
+                indices[p, oh, ow] = at
+
+
+@kernel
+def maxpool2x2_forward(x, y, indices):
+    _, _, W = x.shape
+    P, OH, OW = y.shape
+    for p in prange(P):
+        for oh in range(OH):
+            h = 2 * oh
+            for ow in range(OW):
+                w = 2 * ow
+                best = x[p, h, w]
+                at = h * W + w
+                for i, j in ((0, 1), (1, 0), (1, 1)):
+                    v = x[p, h + i, w + j]
+                    if _wins(v, best):
+                        best = v
+                        at = (h + i) * W + w + j
                 y[p, oh, ow] = best
                 indices[p, oh, ow] = at
 

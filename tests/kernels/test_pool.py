@@ -11,6 +11,7 @@ from kernels.pool import reference as ref
 CASES = [
     ((1, 1, 1, 1), 1, None, 0),
     ((2, 16, 28, 28), 2, None, 0),  # the common 2x2, stride 2 case
+    ((1, 3, 7, 9), (2, 2), 2, 0),  # the same, odd sizes: last row and column dropped
     ((1, 1, 7, 5), 3, 1, 1),  # overlapping windows, odd non-square input
     ((2, 1, 9, 6), (3, 2), (2, 3), (1, 0)),  # non-square kernel, unequal stride and padding
     ((1, 2, 5, 5), 3, 3, 0),  # stride 3, last row and column dropped (floor mode)
