@@ -5,7 +5,7 @@ parameter group): fed the same gradients, a fastnet optimizer and the torch opti
 follow the same parameter trajectory. Each ``step()`` is one fused, in-place
 ``kernels.optim`` call per parameter; parameters whose ``grad`` is None are skipped, and
 each parameter keeps its own state (and step count), as in torch. Parameters of at least
-``PARALLEL_MIN_SIZE`` elements use the multi-threaded kernel variant.
+``kernels._jit.PARALLEL_MIN_SIZE`` elements use the multi-threaded kernel variant.
 
 Hyper-parameters are public attributes (``opt.lr``, ``opt.betas``, ...), validated in
 ``__init__`` and ``load_state_dict``; a learning-rate schedule may change ``opt.lr``
@@ -36,14 +36,6 @@ from fastnet.backend import is_device
 from fastnet.module import Parameter
 
 Hyper = dict[str, Any]
-
-# Parameters with fewer elements are updated by the serial kernel variant: waking the
-# thread pool costs more than the update itself for biases and small layers.
-PARALLEL_MIN_SIZE = 1 << 16
-
-
-def _parallel(p: Parameter) -> bool:
-    return p.data.size >= PARALLEL_MIN_SIZE
 
 
 def _param_list(owner: str, params: Iterable[Parameter]) -> list[Parameter]:
@@ -326,7 +318,6 @@ class SGD(Optimizer):
         ko.sgd_update(
             p.data, p.grad, buf, lr=self.lr, momentum=self.momentum, dampening=self.dampening,
             weight_decay=self.weight_decay, nesterov=self.nesterov, first_step=first_step,
-            parallel=_parallel(p),
         )  # fmt: skip
         if buf is not None:
             state["momentum_buffer"] = buf
@@ -379,7 +370,7 @@ class Adagrad(Optimizer):
         state_sum = self._buffer(state, "sum", p, self.initial_accumulator_value)
         ko.adagrad_update(
             p.data, p.grad, state_sum, lr=self.lr, lr_decay=self.lr_decay,
-            weight_decay=self.weight_decay, eps=self.eps, step=step, parallel=_parallel(p),
+            weight_decay=self.weight_decay, eps=self.eps, step=step,
         )  # fmt: skip
         state["step"] = step
 
@@ -439,7 +430,7 @@ class RMSprop(Optimizer):
             self._buffer(state, "momentum_buffer", p) if self.momentum > 0 else None,
             self._buffer(state, "grad_avg", p) if self.centered else None,
             lr=self.lr, alpha=self.alpha, eps=self.eps, weight_decay=self.weight_decay,
-            momentum=self.momentum, centered=self.centered, parallel=_parallel(p),
+            momentum=self.momentum, centered=self.centered,
         )  # fmt: skip
         state["step"] = step
 
@@ -510,7 +501,7 @@ class Adam(Optimizer):
             self._buffer(state, "max_exp_avg_sq", p) if self.amsgrad else None,
             lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], eps=self.eps,
             weight_decay=self.weight_decay, step=step, amsgrad=self.amsgrad,
-            decoupled_weight_decay=self.decoupled_weight_decay, parallel=_parallel(p),
+            decoupled_weight_decay=self.decoupled_weight_decay,
         )  # fmt: skip
         state["step"] = step
 

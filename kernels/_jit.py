@@ -57,6 +57,11 @@ WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
 for _name, _value in WAIT_POLICY.items():
     os.environ.setdefault(_name, _value)
 
+# Inputs smaller than this run the serial variant even when the parallel one is asked for:
+# waking the thread pool costs more than the work (a ReLU over 1,600 values: 37 us parallel,
+# 11 us serial; over 1.25 million, 0.7 ms parallel, 1.3 ms serial).
+PARALLEL_MIN_SIZE = 1 << 16
+
 # Fast-math flags that keep IEEE NaN and inf semantics (no ``nnan``/``ninf``) and keep
 # the order of floating-point reductions (no ``reassoc``): only fused multiply-add
 # contraction and ignoring the sign of zero.
@@ -128,8 +133,10 @@ class Kernel:
         )
 
     def __call__(self, *args: Any, parallel: bool = True) -> Any:
-        """Run the parallel (default) or serial variant."""
-        return (self.parallel if parallel else self.serial)(*args)
+        """Run the parallel (default) or serial variant; the serial one if the first argument
+        (an array) has fewer than ``PARALLEL_MIN_SIZE`` elements."""
+        use_parallel = parallel and args[0].size >= PARALLEL_MIN_SIZE
+        return (self.parallel if use_parallel else self.serial)(*args)
 
 
 def kernel(fn: Callable) -> Kernel:

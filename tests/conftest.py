@@ -14,6 +14,8 @@ if not Path("/dev/nvidia0").exists():
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from kernels import _jit  # noqa: E402
+
 # (rtol, atol) per kernel family and dtype: kernel vs. its NumPy reference.
 # Families that reduce over many terms get looser float32 bounds (summation order differs).
 TOLERANCES: dict[str, dict[str, tuple[float, float]]] = {
@@ -57,7 +59,10 @@ def dtype(request: pytest.FixtureRequest) -> np.dtype:
 
 
 @pytest.fixture(params=[False, True], ids=["serial", "parallel"])
-def parallel(request: pytest.FixtureRequest) -> bool:
+def parallel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Kernel variant to test; ``True`` runs the parallel variant whatever the input size."""
+    if request.param:
+        monkeypatch.setattr(_jit, "PARALLEL_MIN_SIZE", 0)
     return request.param
 
 

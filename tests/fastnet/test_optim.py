@@ -14,6 +14,7 @@ from conftest import TOLERANCES
 
 from fastnet import optim
 from fastnet.module import Parameter
+from kernels import _jit
 
 with np.load(
     Path(__file__).parent / "data" / "torch_optim_trajectories.npz", allow_pickle=False
@@ -65,7 +66,7 @@ def test_trajectory_matches_torch(config):
 
 @pytest.mark.parametrize("config", CONFIGS[1::4], ids=[c["name"] for c in CONFIGS[1::4]])
 def test_parallel_kernels_follow_the_same_trajectory(config, monkeypatch):
-    monkeypatch.setattr(optim, "PARALLEL_MIN_SIZE", 1)
+    monkeypatch.setattr(_jit, "PARALLEL_MIN_SIZE", 1)
     params = _params()
     traj = _replay(params, _optimizer(config, params), range(STEPS))
     for i in range(2):

@@ -6,13 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from kernels import _jit
+from kernels.activation import cpu as activation_cpu
+
 REPO = Path(__file__).resolve().parents[2]
 
-RUN_RELU = (
+RUN_RELU = (  # large enough for the parallel variant
     "import numpy as np, kernels.activation as a; "
-    "x = np.array([-1.0, 2.0], np.float32); "
-    "assert a.relu_forward(x, parallel=False).tolist() == [0.0, 2.0]; "
-    "assert a.relu_forward(x, parallel=True).tolist() == [0.0, 2.0]"
+    "x = np.tile(np.array([-1.0, 2.0], np.float32), 1 << 15); "
+    "assert (a.relu_forward(x, parallel=False) == np.maximum(x, 0)).all(); "
+    "assert (a.relu_forward(x, parallel=True) == np.maximum(x, 0)).all()"
 )
 
 
@@ -52,3 +57,15 @@ def test_unwritable_package_folder_falls_back_to_the_user_cache(tmp_path):
     out = run(f"{RUN_RELU}; {stats}", src, XDG_CACHE_HOME=str(cache_home))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "0"], out.stdout
+
+
+def test_inputs_below_the_size_threshold_run_the_serial_variant(monkeypatch):
+    kernel, calls = activation_cpu.relu_forward, []
+    monkeypatch.setattr(kernel, "serial", lambda *args: calls.append("serial"))
+    monkeypatch.setattr(kernel, "parallel", lambda *args: calls.append("parallel"))
+    small = np.zeros(_jit.PARALLEL_MIN_SIZE - 1, np.float32)
+    large = np.zeros(_jit.PARALLEL_MIN_SIZE, np.float32)
+    kernel(small, small)
+    kernel(large, large)
+    kernel(large, large, parallel=False)
+    assert calls == ["serial", "parallel", "serial"]
