@@ -91,8 +91,8 @@ def conv2d_forward(
     tables, pads = cpu.forward_plan(*x.shape[1:], geom)
     cpu.conv2d_forward(
         x,
-        cpu.blocks(_taps(w)),
-        cpu.blocks(b[:, None]).reshape(-1, cpu.LANES),
+        cpu.blocks(w),
+        cpu.blocks(b[:, None, None, None]).reshape(-1, cpu.LANES),
         tables,
         pads,
         y.reshape(*y.shape[:2], geom[6] * geom[7]),
@@ -144,11 +144,11 @@ def conv2d_backward(
     db_parts = np.empty((chunks, w.shape[0]), dtype=w.dtype)
     n_chunk = -(-x.shape[0] // chunks)
     tables, xframe, dframe = cpu.backward_plan(n_chunk, *x.shape[1:], w.shape[0], geom)
-    wt2 = _taps(w[:, :, ::-1, ::-1].swapaxes(0, 1))
+    wf = w[:, :, ::-1, ::-1].swapaxes(0, 1)
     cpu.conv2d_backward(
         dy.reshape(*dy.shape[:2], geom[6] * geom[7]),
         x,
-        (cpu.blocks(wt2), wt2),
+        (cpu.blocks(wf), _taps(wf)),
         tables,
         (xframe, dframe),
         dx,

@@ -97,12 +97,16 @@ def _pitch(rows: int, cols: int) -> int:
     return cols + 1 if rows * cols % 256 == 0 else cols
 
 
-def blocks(m: np.ndarray) -> np.ndarray:
-    """``m (O, K)`` repacked as ``(ceil(O/16), K, 16)``, zero-padded: the ``M`` of ``_tile_oc``."""
-    o, k = m.shape
-    out = np.zeros((-(-o // LANES), LANES, k), dtype=m.dtype)
-    out.reshape(out.shape[0] * LANES, k)[:o] = m
-    return np.ascontiguousarray(out.transpose(0, 2, 1))
+def blocks(w: np.ndarray) -> np.ndarray:
+    """Weights ``w (O, I, KH, KW)`` as ``(ceil(O/16), KH*I*KW, 16)``, taps in ``(kh, i, kw)``
+    order, ``O`` zero-padded: the ``M`` of ``_tile_oc``. One strided copy (two copies took
+    4x longer, which counts at batch 1)."""
+    o, i, kh, kw = w.shape
+    ob = -(-o // LANES)
+    if o % LANES:
+        w = np.concatenate([w, np.zeros((ob * LANES - o, i, kh, kw), w.dtype)])
+    packed = w.reshape(ob, LANES, i, kh, kw).transpose(0, 3, 2, 4, 1)
+    return np.ascontiguousarray(packed).reshape(ob, kh * i * kw, LANES)
 
 
 @functools.lru_cache(maxsize=64)
@@ -258,10 +262,10 @@ def _span(t, chunks, n):
 
 @chunk_kernel(slp_vectorize=True)
 def conv2d_forward(x, m, init, tables, pads, y2, t, chunks):
-    """Chunk ``t`` of ``y2 (N, OC, OH*OW) = conv2d(x, w) + b``, with ``m = blocks(w as (OC,
-    KH*C*KW))`` (taps in ``(kh, c, kw)`` order), ``init = blocks(b as (OC, 1))`` as
-    ``(ceil(OC/16), 16)`` and ``tables, pads = forward_plan(...)``. ``_tile_oc`` writes straight
-    into ``y2[n]`` when its shape fits the tile, else through a scratch buffer."""
+    """Chunk ``t`` of ``y2 (N, OC, OH*OW) = conv2d(x, w) + b``, with ``m = blocks(w)`` (taps
+    in ``(kh, c, kw)`` order), ``init = blocks(b as (OC, 1, 1, 1))`` as ``(ceil(OC/16), 16)``
+    and ``tables, pads = forward_plan(...)``. ``_tile_oc`` writes straight into ``y2[n]`` when
+    its shape fits the tile, else through a scratch buffer."""
     inner, outer, bounds = tables
     hp, wp, ph, pw = pads
     xp = np.zeros(x.shape[1] * hp * wp, dtype=x.dtype)
@@ -300,8 +304,9 @@ def _dw_group(dy2, x, g0, gn, bufs, frames, db_t):
 def conv2d_backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
     """Chunk ``t`` of the backward pass: ``dx (N, C, H, W)`` of its images and their summed
     ``dw_parts[t] (OC, KH*C*KW)`` (taps in ``(kh, c, kw)`` order) and ``db_parts[t] (OC,)``,
-    from ``dy2 (N, OC, OH*OW)``. ``wts = (blocks(wt2), wt2)`` with ``wt2 (C, KH*OC*KW)`` the
-    flipped weights ``w[oc, c, KH-1-kh, KW-1-kw]`` in ``(kh, oc, kw)`` order;
+    from ``dy2 (N, OC, OH*OW)``. ``wts = (blocks(wf), wt2)`` with ``wf (C, OC, KH, KW)`` the
+    flipped weights ``w[oc, c, KH-1-kh, KW-1-kw]`` and ``wt2 (C, KH*OC*KW)`` the same in
+    ``(kh, oc, kw)`` order;
     ``tables, xframe, dframe = backward_plan(...)``, ``frames = (xframe, dframe)``."""
     pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds = tables
     xframe, dframe = frames
