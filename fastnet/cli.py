@@ -8,6 +8,7 @@ Heavy modules are imported inside the commands so that ``fastnet --help`` is ins
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -203,6 +204,15 @@ def _set_threads(threads: int | None) -> None:
     threadpool_limits(n)
 
 
+def _compile_notice() -> contextlib.AbstractContextManager:
+    """Say so when kernels are being compiled (a cold cache: the first run only)."""
+    from kernels._jit import compile_notice
+
+    return compile_notice(
+        lambda: print("compiling kernels (first run only, up to a minute)...", flush=True)
+    )
+
+
 def _device_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
@@ -259,10 +269,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_writable(out)
     _set_threads(args.threads)
     _say_device(args.device, device)
-    print("compiling kernels (first run only, up to a minute)...", flush=True)
-    history = train.fit(
-        config, out, resume=args.resume, epochs=args.epochs, dry_run=args.dry_run, device=device
-    )
+    with _compile_notice():
+        history = train.fit(
+            config, out, resume=args.resume, epochs=args.epochs, dry_run=args.dry_run, device=device
+        )
     if history and not args.dry_run:
         print(f"run folder: {out}")
     return 0
@@ -334,7 +344,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model.to(device)
     dataset = config.dataset
     _, (x_test, t_test) = load_dataset(dataset, args.data_dir or config.data_dir)
-    acc, pred = evaluate(model, x_test, t_test)
+    with _compile_notice():
+        acc, pred = evaluate(model, x_test, t_test)
     m = confusion_matrix(t_test, pred)
     print(f"test accuracy: {acc:.4f} ({int(np.trace(m))}/{len(t_test)}) on {dataset}")
     print("per-class accuracy: " + "  ".join(
@@ -363,7 +374,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model, _ = _load_model(args.checkpoint)
     model.to(device)
     batch = to(np.stack([viz.load_digit(path) for path in args.images]), device)
-    probs = to_host(softmax_forward(model(batch)))
+    with _compile_notice():
+        probs = to_host(softmax_forward(model(batch)))
     for path, p in zip(args.images, probs, strict=True):
         top = np.argsort(-p)[: args.top]
         print(f"{path}: " + "  ".join(f"{c} ({p[c]:.3f})" for c in top))

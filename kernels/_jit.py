@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numba
-from numba.core import config
+from numba.core import config, event
 from numba.core import types as nb_types
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import CPUDispatcher
@@ -90,6 +90,30 @@ def slp_vectorized() -> Iterator[None]:
             yield
         finally:
             config.SLP_VECTORIZE = old
+
+
+class _FirstCompile(event.Listener):
+    """Calls ``say()`` when the first compile starts (cache loads are not compiles)."""
+
+    def __init__(self, say: Callable[[], None]) -> None:
+        self.say = say
+        self.started = False
+
+    def on_start(self, event: event.Event) -> None:
+        if not self.started:
+            self.started = True
+            self.say()
+
+    def on_end(self, event: event.Event) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def compile_notice(say: Callable[[], None]) -> Iterator[None]:
+    """Within the block, call ``say()`` once, as Numba starts compiling for the first time
+    (any thread); not at all when every kernel comes from the cache."""
+    with event.install_listener("numba:compile", _FirstCompile(say)):
+        yield
 
 
 class _HelperDispatcher(CPUDispatcher):

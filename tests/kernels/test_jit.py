@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from kernels import _jit
@@ -69,3 +70,13 @@ def test_inputs_below_the_size_threshold_run_the_serial_variant(monkeypatch):
     kernel(large, large)
     kernel(large, large, parallel=False)
     assert calls == ["serial", "parallel", "serial"]
+
+
+def test_compile_notice_speaks_once_when_compiling_and_not_for_compiled_code():
+    said = []
+    f, g = numba.njit(lambda a: a + 1), numba.njit(lambda a: a * 2)
+    with _jit.compile_notice(lambda: said.append("first")):
+        assert (f(1), g(1), f(2)) == (2, 2, 3)
+    with _jit.compile_notice(lambda: said.append("second")):
+        assert (f(3), g(4)) == (4, 8)
+    assert said == ["first"]
