@@ -128,7 +128,7 @@ def lr_at(config: TrainConfig, epoch: int) -> float:
 
 
 def evaluate(
-    model: Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 500
+    model: Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 100
 ) -> tuple[float, np.ndarray]:
     """Accuracy of ``model`` (in eval mode) on uint8 images.
 
