@@ -80,3 +80,25 @@ def test_compile_notice_speaks_once_when_compiling_and_not_for_compiled_code():
     with _jit.compile_notice(lambda: said.append("second")):
         assert (f(3), g(4)) == (4, 8)
     assert said == ["first"]
+
+
+WAIT_POLICY = (
+    "import os, kernels.activation; maps = open('/proc/self/maps').read(); "
+    "print(*(os.environ[k] for k in ('OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT')), "
+    "'libgomp' in maps, 'scipy.libs' in maps)"
+)
+
+
+def test_idle_worker_threads_are_told_to_sleep_before_their_libraries_load():
+    env = {k: v for k, v in os.environ.items() if k not in _jit.WAIT_POLICY}
+    env["PYTHONPATH"] = str(REPO)
+    for preset, expected in [({}, "PASSIVE 4"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE 4")]:
+        out = subprocess.run(
+            [sys.executable, "-c", WAIT_POLICY],
+            env={**env, **preset},
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+        # set at import, while neither libgomp nor SciPy's OpenBLAS is loaded yet
+        assert out.stdout.split() == [*expected.split(), "False", "False"]
