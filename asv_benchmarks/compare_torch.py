@@ -13,6 +13,7 @@ median (and the min-max spread) of each, and the ratio fastnet time / torch time
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -56,6 +57,13 @@ def main() -> int:
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     args = parser.parse_args()
 
+    # torch ships its own libgomp.so.1, whose idle threads busy-wait. Loaded first, it would
+    # also serve Numba's OpenMP threading layer (same soname), so fastnet's kernels would run
+    # beside spinning threads, not with the sleeping ones fastnet sets up (kernels._jit):
+    # a fastnet training step took 177 ms in a process that had imported torch, 109 ms
+    # alone. Numba's workqueue layer keeps fastnet at its stand-alone speed (109 ms here)
+    # and leaves torch its default OpenMP settings.
+    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
     import numba
     import torch
     import torch.nn.functional as F
@@ -71,7 +79,8 @@ def main() -> int:
     rng = np.random.default_rng(0)
     rows: list = []
     print(f"fastnet vs torch {torch.__version__}, {args.threads} threads, float32, "
-          f"{platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}")  # fmt: skip
+          f"{platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}, "
+          f"Numba threading layer {numba.config.THREADING_LAYER}")  # fmt: skip
 
     print("per layer (forward, backward):")
     for name, (c, oc, h, w, pad) in CONVS.items():
