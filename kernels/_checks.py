@@ -11,6 +11,7 @@ to dispatch to its family's ``cuda.py``; this module never imports ``numba.cuda`
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from types import ModuleType
@@ -73,22 +74,27 @@ def float_array(op: str, name: str, a: object, layout: str) -> np.ndarray:
     numpy.ndarray or device array
         ``a`` itself when already C-contiguous, else a C-contiguous copy (host only).
     """
-    device = is_device(a)
+    device = not isinstance(a, np.ndarray) and is_device(a)
     if not (device or isinstance(a, np.ndarray)):
         raise ValueError(f"{op}: {name} must be a numpy array {layout}, got {type(a).__name__}")
     if a.dtype not in FLOAT_DTYPES:
         raise ValueError(
             f"{op}: {name} must be float32 or float64 with shape {layout}, got dtype {a.dtype}"
         )
-    names = [s for s in layout.strip("()").split(",") if s.strip()]
-    if "..." in layout:
-        if a.ndim < len(names) - 1:
+    ndim, any_ndim = _ndim(layout)
+    if any_ndim:
+        if a.ndim < ndim:
             raise ValueError(f"{op}: {name} must have shape {layout}, got shape {a.shape}")
-    elif a.ndim != len(names):
-        raise ValueError(
-            f"{op}: {name} must have shape {layout} ({len(names)}-d), got shape {a.shape}"
-        )
+    elif a.ndim != ndim:
+        raise ValueError(f"{op}: {name} must have shape {layout} ({ndim}-d), got shape {a.shape}")
     return device_contiguous(op, name, a) if device else np.ascontiguousarray(a)
+
+
+@functools.cache
+def _ndim(layout: str) -> tuple[int, bool]:
+    """``(number of shape names, whether "..." allows more)`` of a layout like ``(N, C)``."""
+    names = [s for s in layout.strip("()").split(",") if s.strip()]
+    return (len(names) - 1, True) if "..." in layout else (len(names), False)
 
 
 def device_contiguous(op: str, name: str, a: object) -> object:
