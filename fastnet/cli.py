@@ -204,13 +204,14 @@ def _set_threads(threads: int | None) -> None:
     threadpool_limits(n)
 
 
+COMPILE_NOTICE = "compiling kernels (first run only, up to a minute)..."
+
+
 def _compile_notice() -> contextlib.AbstractContextManager:
-    """Say so when kernels are being compiled (a cold cache: the first run only)."""
+    """Print ``COMPILE_NOTICE`` on stdout when kernels are being compiled (a cold cache)."""
     from kernels._jit import compile_notice
 
-    return compile_notice(
-        lambda: print("compiling kernels (first run only, up to a minute)...", flush=True)
-    )
+    return compile_notice(lambda: print(COMPILE_NOTICE, flush=True))
 
 
 def _device_flag(parser: argparse.ArgumentParser) -> None:
