@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from benchmarks._vgg import BATCH, CONVS, POOLS  # noqa: E402
 
 
@@ -68,6 +69,7 @@ def main() -> int:
     import torch
     import torch.nn.functional as F
     from threadpoolctl import threadpool_limits
+    from torch_calibration import twin
 
     from fastnet import SoftmaxCrossEntropy, models, optim
     from kernels.conv import conv2d_backward, conv2d_forward
@@ -127,7 +129,7 @@ def main() -> int:
     net = models.build("vgg", np.random.default_rng(0))
     opt = optim.Adam(net.parameters())
     loss_fn = SoftmaxCrossEntropy()
-    tnet = torch_vgg(torch, net)
+    tnet = twin(net)
     topt = torch.optim.Adam(tnet.parameters())
     x = rng.random((BATCH, 1, 28, 28), dtype=np.float32)
     t = rng.integers(0, 10, BATCH)
@@ -177,34 +179,6 @@ def main() -> int:
     name, res = rows[-1]
     print(f"{name} latency: " + "  ".join(f"{k} {v[0] * 1e3:.2f} ms" for k, v in res.items()))
     return 0
-
-
-def torch_vgg(torch, net):
-    """The same VGG in torch, with fastnet's initial weights (Affine weights transposed)."""
-    from torch import nn
-
-    layers = []
-    for m in net:
-        kind = type(m).__name__
-        if kind == "Conv2d":
-            oc, c, kh, kw = m.weight.data.shape
-            layer = nn.Conv2d(c, oc, (kh, kw), stride=m.stride, padding=m.padding)
-            layer.weight.data = torch.from_numpy(m.weight.data.copy())
-            layer.bias.data = torch.from_numpy(m.bias.data.copy())
-        elif kind == "Affine":
-            d, k = m.weight.data.shape
-            layer = nn.Linear(d, k)
-            layer.weight.data = torch.from_numpy(m.weight.data.T.copy())
-            layer.bias.data = torch.from_numpy(m.bias.data.copy())
-        else:
-            layer = {
-                "ReLU": nn.ReLU,
-                "MaxPool2d": lambda: nn.MaxPool2d(2),
-                "Flatten": nn.Flatten,
-                "Dropout": lambda: nn.Dropout(0.5),
-            }[kind]()
-        layers.append(layer)
-    return nn.Sequential(*layers)
 
 
 if __name__ == "__main__":

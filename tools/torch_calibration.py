@@ -4,11 +4,12 @@ Run with torch installed (``pip install torch==2.13.0``)::
 
     python tools/torch_calibration.py --model vgg-bn --dataset fashion-mnist --epochs 20
 
-The torch net gets fastnet's initial weights (Affine weights transposed into Linear's
-layout) and fastnet's shuffled batches (the same seeded generator as ``fastnet train``);
-Adam 1e-3 with the cosine schedule per epoch, batch 100, as ``fastnet train``'s
-defaults. Only the dropout masks differ. It prints the test accuracy after each epoch,
-to compare with a fastnet run's ``metrics.jsonl``.
+The torch net (``twin``, also used by ``asv_benchmarks/compare_torch.py``) gets fastnet's
+initial weights (Affine weights transposed into Linear's layout) and fastnet's shuffled
+batches (the same seeded generator as ``fastnet train``); Adam 1e-3 with the cosine
+schedule per epoch, batch 100, as ``fastnet train``'s defaults. Only the dropout masks
+differ. It prints the test accuracy after each epoch, to compare with a fastnet run's
+``metrics.jsonl``.
 """
 
 import argparse
