@@ -67,6 +67,18 @@ PARALLEL_MIN_SIZE = 1 << 16
 # contraction and ignoring the sign of zero.
 FASTMATH = frozenset({"contract", "nsz"})
 
+# Options of every compile. ``error_model="numpy"``: a float division by zero gives inf or
+# NaN, as in NumPy (the references), instead of raising ZeroDivisionError. Numba's default
+# ("python") guards every division with a branch that raises, and that branch stops LLVM
+# from vectorizing the loop: Adam's update on 36,864 float32 values ran scalar in 141 us,
+# and vectorized in 77 us (NumPy: 111 us) on the 2-core dev VM.
+OPTIONS: dict[str, Any] = {"cache": True, "error_model": "numpy"}
+
+
+def _jit(fn: Callable, **flags: Any) -> Any:
+    """``numba.njit`` with fastnet's options (a fresh fastmath set for each compile)."""
+    return numba.njit(fastmath=set(FASTMATH), **OPTIONS, **flags)(fn)
+
 
 def _renamed(fn: Callable, suffix: str) -> Callable:
     """Return a copy of ``fn`` whose qualified name ends with ``suffix``."""
@@ -132,7 +144,8 @@ class _HelperDispatcher(CPUDispatcher):
 
 def helper(fn: Callable) -> Callable:
     """Compile a small jitted helper called from kernels (keep it in the kernel's file)."""
-    disp = _HelperDispatcher(fn, targetoptions={"nopython": True, "fastmath": set(FASTMATH)})
+    options = {"nopython": True, "fastmath": set(FASTMATH), "error_model": OPTIONS["error_model"]}
+    disp = _HelperDispatcher(fn, targetoptions=options)
     disp.enable_caching()
     return disp
 
@@ -149,12 +162,8 @@ class Kernel:
     def __init__(self, fn: Callable) -> None:
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
-        self.serial = numba.njit(cache=True, fastmath=set(FASTMATH), parallel=False)(
-            _renamed(fn, "_serial")
-        )
-        self.parallel = numba.njit(cache=True, fastmath=set(FASTMATH), parallel=True)(
-            _renamed(fn, "_parallel")
-        )
+        self.serial = _jit(_renamed(fn, "_serial"), parallel=False)
+        self.parallel = _jit(_renamed(fn, "_parallel"), parallel=True)
 
     def __call__(self, *args: Any, parallel: bool = True) -> Any:
         """Run the parallel (default) or serial variant; the serial one if the first argument
@@ -191,7 +200,7 @@ class ChunkKernel:
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
         self.slp_vectorize = slp_vectorize
-        self.body = numba.njit(cache=True, nogil=True, fastmath=set(FASTMATH))(fn)
+        self.body = _jit(fn, nogil=True)
 
     def __call__(self, *args: Any, chunks: int, parallel: bool = True) -> None:
         """Run every chunk: in turn, or chunk 0 in this thread and the others on the pool.

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import numba
 import numpy as np
+import pytest
 
+import kernels.optim as optim
 from kernels import _jit
 from kernels.activation import cpu as activation_cpu
+from kernels.optim import reference as optim_ref
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,6 +73,24 @@ def test_inputs_below_the_size_threshold_run_the_serial_variant(monkeypatch):
     kernel(large, large)
     kernel(large, large, parallel=False)
     assert calls == ["serial", "parallel", "serial"]
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_float_division_by_zero_gives_nan_as_in_numpy(parallel, monkeypatch):
+    # Kernels compile with error_model="numpy" (it lets LLVM vectorize divisions): 0 / 0
+    # in Adagrad's update (zero gradient, eps 0) must give NaN as the reference does, not
+    # raise ZeroDivisionError.
+    monkeypatch.setattr(_jit, "PARALLEL_MIN_SIZE", 0)
+    rng = np.random.default_rng(0)
+    param = rng.standard_normal(64).astype(np.float32)
+    grad = np.zeros_like(param)
+    grad[::2] = rng.standard_normal(32).astype(np.float32)
+    state, want = np.zeros_like(param), param.copy()
+    with np.errstate(invalid="ignore"):
+        optim_ref.adagrad_update_ref(want, grad, np.zeros_like(param), lr=0.1, eps=0.0, step=1)
+    optim.adagrad_update(param, grad, state, lr=0.1, eps=0.0, step=1, parallel=parallel)
+    assert np.isnan(want[1::2]).all()
+    np.testing.assert_allclose(param, want, rtol=1e-6, equal_nan=True)
 
 
 def test_compile_notice_speaks_once_when_compiling_and_not_for_compiled_code():
