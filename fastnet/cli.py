@@ -28,6 +28,7 @@ DEFAULTS = {
     "seed": 0,
     "val_split": 0.0,
     "augment": 0,
+    "dropout": None,
 }
 MODEL_NAMES = ("vgg", "vgg-bn", "simple", "mlp")
 DATASET_NAMES = ("mnist", "fashion-mnist")
@@ -144,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_int,
         default=DEFAULTS["augment"],
         help="shift training images by up to N pixels at random (0: no augmentation)",
+    )
+    t.add_argument(
+        "--dropout",
+        type=_fraction,
+        default=DEFAULTS["dropout"],
+        help="drop rate of the Dropout layers of vgg and vgg-bn (default: the book's 0.5)",
     )
     t.add_argument(
         "--limit", type=_positive_int, default=None, help="use the first N training images"

@@ -60,6 +60,7 @@ class TrainConfig:
     limit: int | None = None
     checkpoint_every: int = 0
     augment: int = 0
+    dropout: float | None = None  # drop rate of vgg's Dropout layers; None: the book's 0.5
 
     def validate(self) -> None:
         """Raise ``ConfigError`` (a ``ValueError``) naming the first bad field and what is
@@ -90,6 +91,10 @@ class TrainConfig:
              "an integer shift in pixels from 0 to 8"),
             (_is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every",
              "an integer >= 0"),
+            (self.dropout is None or (_is_real(self.dropout) and 0 <= self.dropout < 1),
+             "dropout", "None or a rate in [0, 1)"),
+            (self.dropout is None or self.model in models.WITH_DROPOUT, "dropout",
+             f"None for model {self.model!r} (it has no Dropout layers)"),
         ]  # fmt: skip
         for ok, name, expected in checks:
             if not ok:
@@ -267,7 +272,7 @@ def fit(
     if resume is not None:
         path, config, state, saved = _load_resume(resume, epochs)
     model_rng = np.random.default_rng([config.seed, 0])
-    model = models.build(config.model, model_rng).to(device)
+    model = models.build(config.model, model_rng, dropout=config.dropout).to(device)
     opt = make_optimizer(config, model.parameters())
     loss_fn = SoftmaxCrossEntropy()
     shuffle_rng = np.random.default_rng([config.seed, 2])

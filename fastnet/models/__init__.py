@@ -22,7 +22,7 @@ from fastnet.layers import (
 from fastnet.module import Module, Sequential
 
 
-def _vgg(rng: np.random.Generator, dtype: type, batchnorm: bool) -> Sequential:
+def _vgg(rng: np.random.Generator, dtype: type, batchnorm: bool, dropout: float) -> Sequential:
     """The book's DeepConvNet (chapter 8.1), layer for layer, He initialisation."""
     layers: list[Module] = []
     specs = [(1, 16, 1), (16, 16, 1), "pool", (16, 32, 1), (32, 32, 2), "pool",
@@ -40,21 +40,21 @@ def _vgg(rng: np.random.Generator, dtype: type, batchnorm: bool) -> Sequential:
         Flatten(),
         Affine(64 * 4 * 4, 50, rng=rng, dtype=dtype),
         ReLU(),
-        Dropout(0.5, rng=rng),
+        Dropout(dropout, rng=rng),
         Affine(50, 10, rng=rng, dtype=dtype),
-        Dropout(0.5, rng=rng),
+        Dropout(dropout, rng=rng),
     ]
     return Sequential(*layers)
 
 
-def vgg(rng: np.random.Generator, dtype: type = np.float32) -> Sequential:
+def vgg(rng: np.random.Generator, dtype: type = np.float32, dropout: float = 0.5) -> Sequential:
     """The book's VGG-style DeepConvNet: six 3x3 convolutions, three pools, two Affines."""
-    return _vgg(rng, dtype, batchnorm=False)
+    return _vgg(rng, dtype, batchnorm=False, dropout=dropout)
 
 
-def vgg_bn(rng: np.random.Generator, dtype: type = np.float32) -> Sequential:
+def vgg_bn(rng: np.random.Generator, dtype: type = np.float32, dropout: float = 0.5) -> Sequential:
     """``vgg`` with BatchNorm2d after each convolution."""
-    return _vgg(rng, dtype, batchnorm=True)
+    return _vgg(rng, dtype, batchnorm=True, dropout=dropout)
 
 
 def simple(rng: np.random.Generator, dtype: type = np.float32) -> Sequential:
@@ -90,9 +90,14 @@ MODELS: dict[str, Callable[..., Sequential]] = {
     "simple": simple,
     "mlp": mlp,
 }
+# Models whose builder takes ``dropout``: the drop rate of their Dropout layers (the
+# book's 0.5 by default).
+WITH_DROPOUT = ("vgg", "vgg-bn")
 
 
-def build(name: str, rng: np.random.Generator, dtype: type = np.float32) -> Sequential:
+def build(
+    name: str, rng: np.random.Generator, dtype: type = np.float32, dropout: float | None = None
+) -> Sequential:
     """Build the model called ``name`` (one of ``MODELS``).
 
     Parameters
@@ -102,6 +107,9 @@ def build(name: str, rng: np.random.Generator, dtype: type = np.float32) -> Sequ
     rng : numpy.random.Generator
         Draws the initial weights and, for models with Dropout, the masks.
     dtype : float32 (default) or float64
+    dropout : float, optional
+        Drop rate of every Dropout layer, for the models in ``WITH_DROPOUT``; by default
+        the book's 0.5.
 
     Returns
     -------
@@ -109,7 +117,14 @@ def build(name: str, rng: np.random.Generator, dtype: type = np.float32) -> Sequ
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
-    return MODELS[name](rng, dtype)
+    if dropout is None:
+        return MODELS[name](rng, dtype)
+    if name not in WITH_DROPOUT:
+        raise ValueError(
+            f"model {name!r} has no Dropout layers; a dropout rate applies to "
+            f"{', '.join(WITH_DROPOUT)} only"
+        )
+    return MODELS[name](rng, dtype, dropout=dropout)
 
 
 def count_parameters(model: Module) -> int:

@@ -67,6 +67,14 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(model, tmp_path, 
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
 
+def test_dropout_rate_is_saved_and_resume_refuses_another(tmp_path, data_root, capsys):
+    out = tmp_path / "run"
+    assert train(data_root, out, "--model", "vgg-bn", "--dropout", "0.25", "--epochs", "1") == 0
+    assert json.loads((out / "config.json").read_text())["dropout"] == 0.25
+    assert main(["train", "--resume", str(out), "--dropout", "0.5", "--epochs", "2"]) == 2
+    assert "--dropout 0.5 (the checkpoint has 0.25)" in capsys.readouterr().err
+
+
 def test_evaluate_prints_accuracy_and_confusion_matrix(simple_run, data_root, tmp_path, capsys):
     png = tmp_path / "wrong.png"
     args = ["evaluate", str(simple_run / "best.npz"), "--data-dir", str(data_root)]
@@ -138,6 +146,8 @@ def test_dry_run_writes_nothing(tmp_path, data_root, capsys):
         (["train", "--lr", "nan"], "--lr: expected a number > 0"),
         (["train", "--val-split", "1"], r"--val-split: expected a number in \[0, 1\)"),
         (["train", "--model", "resnet"], "--model: invalid choice: 'resnet'"),
+        (["train", "--dropout", "1"], r"--dropout: expected a number in \[0, 1\)"),
+        (["train", "--model", "mlp", "--dropout", "0.1"], "dropout must be None for model 'mlp'"),
         (["train", "--dataset", "cifar"], "--dataset: invalid choice"),
         (["train", "--resume", "/nonexistent/ckpt.npz"], "does not exist"),
         (["evaluate", "/nonexistent.npz"], "no such checkpoint file"),
