@@ -20,11 +20,11 @@ SLP vectorizer: Numba ships LLVM's SLP vectorizer switched off (``NUMBA_SLP_VECT
 after a miscompilation report, numba issue 8705). Register-blocked kernels written with
 scalar accumulators need it: it packs them into SIMD registers (about 10x faster for the
 convolution tiles). ``@chunk_kernel(slp_vectorize=True)`` turns it on only while that
-kernel is called, which is when Numba compiles it and the helpers it calls: Numba 0.68 reads
+kernel compiles (or loads from the cache), with the helpers it calls: Numba 0.68 reads
 ``numba.core.config.SLP_VECTORIZE`` each time it builds an LLVM pass pipeline
 (``CPUCodegen._pass_builder`` in ``numba/core/codegen.py``), and the function passes and the
 final module passes of a compile are built during that compile. The switch is process-wide,
-so the call holds Numba's global compiler lock: no other thread compiles while it is on.
+so the compile holds Numba's global compiler lock: no other thread compiles while it is on.
 Helpers called by such a kernel should be called by SLP kernels only (a helper is compiled
 once, with the setting of its first caller). Parity tests are the safety net for the
 vectorizer.
@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numba
 from numba.core import config, event
 from numba.core import types as nb_types
 from numba.core.compiler_lock import global_compiler_lock
@@ -72,12 +71,7 @@ FASTMATH = frozenset({"contract", "nsz"})
 # ("python") guards every division with a branch that raises, and that branch stops LLVM
 # from vectorizing the loop: Adam's update on 36,864 float32 values ran scalar in 141 us,
 # and vectorized in 77 us (NumPy: 111 us) on the 2-core dev VM.
-OPTIONS: dict[str, Any] = {"cache": True, "error_model": "numpy"}
-
-
-def _jit(fn: Callable, **flags: Any) -> Any:
-    """``numba.njit`` with fastnet's options (a fresh fastmath set for each compile)."""
-    return numba.njit(fastmath=set(FASTMATH), **OPTIONS, **flags)(fn)
+ERROR_MODEL = "numpy"
 
 
 def _renamed(fn: Callable, suffix: str) -> Callable:
@@ -142,12 +136,28 @@ class _HelperDispatcher(CPUDispatcher):
         return super().get_call_template(args, kws)
 
 
-def helper(fn: Callable) -> Callable:
-    """Compile a small jitted helper called from kernels (keep it in the kernel's file)."""
-    options = {"nopython": True, "fastmath": set(FASTMATH), "error_model": OPTIONS["error_model"]}
-    disp = _HelperDispatcher(fn, targetoptions=options)
+class _SLPDispatcher(CPUDispatcher):
+    """Dispatcher whose compiles (and cache loads) run with the SLP vectorizer on; calls of
+    compiled code pay nothing for it."""
+
+    def compile(self, sig):
+        """Compile ``sig`` inside ``slp_vectorized()``."""
+        with slp_vectorized():
+            return super().compile(sig)
+
+
+def _dispatcher(cls: type, fn: Callable, **flags: Any) -> Any:
+    """``fn`` lazily compiled by a dispatcher of class ``cls`` with fastnet's options, cached
+    on disk (a fresh fastmath set each: Numba keeps a reference to it)."""
+    options = {"nopython": True, "fastmath": set(FASTMATH), "error_model": ERROR_MODEL}
+    disp = cls(fn, targetoptions={**options, **flags})
     disp.enable_caching()
     return disp
+
+
+def helper(fn: Callable) -> Callable:
+    """Compile a small jitted helper called from kernels (keep it in the kernel's file)."""
+    return _dispatcher(_HelperDispatcher, fn)
 
 
 class Kernel:
@@ -162,8 +172,8 @@ class Kernel:
     def __init__(self, fn: Callable) -> None:
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
-        self.serial = _jit(_renamed(fn, "_serial"), parallel=False)
-        self.parallel = _jit(_renamed(fn, "_parallel"), parallel=True)
+        self.serial = _dispatcher(CPUDispatcher, _renamed(fn, "_serial"))
+        self.parallel = _dispatcher(CPUDispatcher, _renamed(fn, "_parallel"), parallel=True)
 
     def __call__(self, *args: Any, parallel: bool = True) -> Any:
         """Run the parallel (default) or serial variant; the serial one if the first argument
@@ -199,25 +209,21 @@ class ChunkKernel:
     def __init__(self, fn: Callable, slp_vectorize: bool = False) -> None:
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
-        self.slp_vectorize = slp_vectorize
-        self.body = _jit(fn, nogil=True)
+        self.body = _dispatcher(_SLPDispatcher if slp_vectorize else CPUDispatcher, fn, nogil=True)
 
     def __call__(self, *args: Any, chunks: int, parallel: bool = True) -> None:
-        """Run every chunk: in turn, or chunk 0 in this thread and the others on the pool.
-
-        Chunk 0 runs first, inside the SLP scope, so the first call compiles there; the
-        workers wait on Numba's compiler lock until then and find the compiled code."""
-        scope = slp_vectorized() if self.slp_vectorize else contextlib.nullcontext()
+        """Run every chunk: in turn, or chunk 0 in this thread and the others on the pool
+        (on a first call, one thread compiles while the others wait on Numba's compiler lock,
+        then find the compiled code)."""
         rest, workers = range(1, chunks), []
         try:
-            with scope:
-                if parallel:
-                    pool = _pool(os.getpid())
-                    workers = [pool.submit(self.body, *args, t, chunks) for t in rest]
-                    rest = range(0)
-                self.body(*args, 0, chunks)
-                for t in rest:
-                    self.body(*args, t, chunks)
+            if parallel:
+                pool = _pool(os.getpid())
+                workers = [pool.submit(self.body, *args, t, chunks) for t in rest]
+                rest = range(0)
+            self.body(*args, 0, chunks)
+            for t in rest:
+                self.body(*args, t, chunks)
         finally:
             for w in workers:
                 w.result()

@@ -9,6 +9,8 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
+from numba.core import config
+from numba.core.registry import CPUDispatcher
 
 import kernels.optim as optim
 from kernels import _jit
@@ -123,3 +125,23 @@ def test_idle_worker_threads_are_told_to_sleep_before_their_libraries_load():
         assert out.returncode == 0, out.stderr
         # set at import, while neither libgomp nor SciPy's OpenBLAS is loaded yet
         assert out.stdout.split() == [*expected.split(), "False", "False"]
+
+
+@pytest.mark.parametrize("slp", [False, True])
+def test_chunk_kernels_compile_with_their_slp_setting_and_restore_it(slp, monkeypatch):
+    seen, compile_ = [], CPUDispatcher.compile
+
+    def spy(self, sig):
+        seen.append(config.SLP_VECTORIZE)
+        return compile_(self, sig)
+
+    def fill(x, t, chunks):
+        x[t] = t + 1.0
+
+    monkeypatch.setattr(CPUDispatcher, "compile", spy)
+    old = config.SLP_VECTORIZE
+    x = np.zeros(2)
+    _jit.ChunkKernel(fill, slp_vectorize=slp)(x, chunks=2)
+    assert seen and set(seen) == {1 if slp else old}
+    assert config.SLP_VECTORIZE == old
+    assert x.tolist() == [1.0, 2.0]
