@@ -9,7 +9,11 @@ numba-cuda is an optional dependency (``fastnet[cuda]``).
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import importlib.util
+import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -33,17 +37,34 @@ def cuda_available() -> tuple[str, str]:
         ``kind`` is ``"gpu"``, ``"simulator"`` (``NUMBA_ENABLE_CUDASIM=1``) or ``""``
         (none; ``why`` says why).
     """
-    try:
-        cuda = importlib.import_module("numba.cuda")
-    except ImportError:
-        return "", "numba-cuda is not installed"
     from numba import config
 
+    if importlib.util.find_spec("numba.cuda") is None:
+        return "", "numba-cuda is not installed"
     if config.ENABLE_CUDASIM:
+        importlib.import_module("numba.cuda")
         return "simulator", ""
-    if cuda.is_available():
+    # Importing numba.cuda takes about 0.5 s: not worth it without a driver to talk to.
+    if not _cuda_driver_found():
+        return "", "no CUDA driver library was found"
+    if importlib.import_module("numba.cuda").is_available():
         return "gpu", ""
     return "", "numba.cuda.is_available() is False"
+
+
+def _cuda_driver_found() -> bool:
+    """Whether the CUDA driver library loads: ``$NUMBA_CUDA_DRIVER`` if set (as Numba),
+    else libcuda on Linux or nvcuda.dll on Windows."""
+    names = {"linux": ["libcuda.so.1", "libcuda.so"], "win32": ["nvcuda.dll"]}.get(sys.platform, [])
+    if "NUMBA_CUDA_DRIVER" in os.environ:
+        names = [os.environ["NUMBA_CUDA_DRIVER"]]
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            continue
+        return True
+    return False
 
 
 def resolve_device(name: str) -> str:

@@ -3,6 +3,10 @@ CPU's numbers. Without a GPU this runs in Numba's CUDA simulator (tiny shapes: i
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -163,3 +167,17 @@ def test_cli_auto_says_when_it_falls_back_to_the_cpu(monkeypatch, capsys):
     _say_device("cpu", "cpu")
     _say_device("auto", "cuda")
     assert capsys.readouterr().out == ""
+
+
+def test_auto_without_a_cuda_driver_does_not_import_numba_cuda():
+    # Importing numba.cuda takes ~0.5 s of start-up; without a driver library it is skipped.
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["NUMBA_CUDA_DRIVER"] = "/nonexistent/libcuda.so"
+    code = (
+        "import sys; from fastnet import backend; "
+        "print(backend.resolve_device('auto'), backend.cuda_available()[1], "
+        "'numba.cuda' in sys.modules, sep='|')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "cpu|no CUDA driver library was found|False"
