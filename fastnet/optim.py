@@ -4,8 +4,8 @@
 parameter group): fed the same gradients, a fastnet optimizer and the torch optimizer
 follow the same parameter trajectory. Each ``step()`` is one fused, in-place
 ``kernels.optim`` call per parameter; parameters whose ``grad`` is None are skipped, and
-each parameter keeps its own state (and step count), as in torch. Parameters of at least
-``kernels._jit.PARALLEL_MIN_SIZE`` elements use the multi-threaded kernel variant.
+each parameter keeps its own state (and step count), as in torch. Large parameters use the
+multi-threaded kernel variant (the size rule is ``kernels._jit.Kernel``'s).
 
 Hyper-parameters are public attributes (``opt.lr``, ``opt.betas``, ...), validated in
 ``__init__`` and ``load_state_dict``; a learning-rate schedule may change ``opt.lr``

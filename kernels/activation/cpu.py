@@ -6,14 +6,14 @@ from numba import prange
 from kernels._jit import kernel
 
 
-@kernel
+@kernel(size_factor=4)
 def relu_forward(x, y):
     zero = y.dtype.type(0)
     for i in prange(x.size):
         y[i] = zero if x[i] <= zero else x[i]
 
 
-@kernel
+@kernel(size_factor=4)
 def relu_backward(dy, y, dx):
     zero = dx.dtype.type(0)
     for i in prange(dy.size):

@@ -15,13 +15,14 @@ from numba.core.registry import CPUDispatcher
 import kernels.optim as optim
 from kernels import _jit
 from kernels.activation import cpu as activation_cpu
+from kernels.optim import cpu as optim_cpu
 from kernels.optim import reference as optim_ref
 
 REPO = Path(__file__).resolve().parents[2]
 
 RUN_RELU = (  # large enough for the parallel variant
     "import numpy as np, kernels.activation as a; "
-    "x = np.tile(np.array([-1.0, 2.0], np.float32), 1 << 15); "
+    "x = np.tile(np.array([-1.0, 2.0], np.float32), 1 << 17); "
     "assert (a.relu_forward(x, parallel=False) == np.maximum(x, 0)).all(); "
     "assert (a.relu_forward(x, parallel=True) == np.maximum(x, 0)).all()"
 )
@@ -65,12 +66,19 @@ def test_unwritable_package_folder_falls_back_to_the_user_cache(tmp_path):
     assert out.stdout.split() == ["1", "0"], out.stdout
 
 
-def test_inputs_below_the_size_threshold_run_the_serial_variant(monkeypatch):
-    kernel, calls = activation_cpu.relu_forward, []
+@pytest.mark.parametrize(
+    "kernel, factor",
+    [(activation_cpu.sigmoid_forward, 1), (activation_cpu.relu_forward, 4),
+     (optim_cpu.adam_update, 0.25)],
+    ids=["sigmoid", "relu", "adam"],
+)  # fmt: skip
+def test_inputs_below_the_size_threshold_run_the_serial_variant(kernel, factor, monkeypatch):
+    calls = []
     monkeypatch.setattr(kernel, "serial", lambda *args: calls.append("serial"))
     monkeypatch.setattr(kernel, "parallel", lambda *args: calls.append("parallel"))
-    small = np.zeros(_jit.PARALLEL_MIN_SIZE - 1, np.float32)
-    large = np.zeros(_jit.PARALLEL_MIN_SIZE, np.float32)
+    assert kernel.size_factor == factor
+    small = np.zeros(int(factor * _jit.PARALLEL_MIN_SIZE) - 1, np.float32)
+    large = np.zeros(int(factor * _jit.PARALLEL_MIN_SIZE), np.float32)
     kernel(small, small)
     kernel(large, large)
     kernel(large, large, parallel=False)
