@@ -59,8 +59,10 @@ for _name, _value in WAIT_POLICY.items():
 # Inputs smaller than this run the serial variant even when the parallel one is asked for:
 # waking the thread pool costs more than the work (about 13 us on the 2-core dev VM). A
 # kernel scales it by its ``size_factor`` (``@kernel(size_factor=...)``), measured: the
-# serial/parallel crossover is near 65,536 values for an SGD update, about 300,000 for a
-# ReLU (0.17 ns per value) and about 13,000 for an Adam update (2 ns per value).
+# serial/parallel crossover is near 65,536 values for an SGD update and about 300,000 for
+# a ReLU (0.17 ns per value). Adam's is about 13,000 (2 ns per value), but its variants
+# round differently (LLVM contracts its multiply-adds differently in each): moving its
+# threshold would change the arithmetic of every default training run, for 0.1% of a step.
 PARALLEL_MIN_SIZE = 1 << 16
 
 # Fast-math flags that keep IEEE NaN and inf semantics (no ``nnan``/``ninf``) and keep

@@ -28,7 +28,7 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov
         param[i] = param[i] - lr_ * g
 
 
-@kernel(size_factor=0.25)
+@kernel
 def adagrad_update(param, grad, state_sum, lr, lr_decay, weight_decay, eps, step):
     t = param.dtype.type
     clr_, wd, eps_ = t(lr / (1 + (step - 1) * lr_decay)), t(weight_decay), t(eps)
@@ -41,7 +41,7 @@ def adagrad_update(param, grad, state_sum, lr, lr_decay, weight_decay, eps, step
         param[i] = param[i] - clr_ * g / (np.sqrt(s) + eps_)
 
 
-@kernel(size_factor=0.25)
+@kernel
 def rmsprop_update(
     param, grad, square_avg, buf, grad_avg, lr, alpha, eps, weight_decay, momentum, centered
 ):
@@ -67,7 +67,7 @@ def rmsprop_update(
             param[i] = param[i] - lr_ * g / avg
 
 
-@kernel(size_factor=0.25)
+@kernel
 def adam_update(
     param,
     grad,

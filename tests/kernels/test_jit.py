@@ -15,7 +15,6 @@ from numba.core.registry import CPUDispatcher
 import kernels.optim as optim
 from kernels import _jit
 from kernels.activation import cpu as activation_cpu
-from kernels.optim import cpu as optim_cpu
 from kernels.optim import reference as optim_ref
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,9 +67,8 @@ def test_unwritable_package_folder_falls_back_to_the_user_cache(tmp_path):
 
 @pytest.mark.parametrize(
     "kernel, factor",
-    [(activation_cpu.sigmoid_forward, 1), (activation_cpu.relu_forward, 4),
-     (optim_cpu.adam_update, 0.25)],
-    ids=["sigmoid", "relu", "adam"],
+    [(activation_cpu.sigmoid_forward, 1), (activation_cpu.relu_forward, 4)],
+    ids=["sigmoid", "relu"],
 )  # fmt: skip
 def test_inputs_below_the_size_threshold_run_the_serial_variant(kernel, factor, monkeypatch):
     calls = []
