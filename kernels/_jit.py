@@ -89,19 +89,6 @@ def _renamed(fn: Callable, suffix: str) -> Callable:
     return copy
 
 
-@contextlib.contextmanager
-def slp_vectorized() -> Iterator[None]:
-    """Run the block with Numba's SLP vectorizer on (for the compiles it triggers), then
-    restore the previous setting; holds Numba's compiler lock meanwhile."""
-    with global_compiler_lock:
-        old = config.SLP_VECTORIZE
-        config.SLP_VECTORIZE = 1
-        try:
-            yield
-        finally:
-            config.SLP_VECTORIZE = old
-
-
 class _FirstCompile(event.Listener):
     """Calls ``say()`` when the first compile starts (cache loads are not compiles)."""
 
@@ -145,9 +132,15 @@ class _SLPDispatcher(CPUDispatcher):
     compiled code pay nothing for it."""
 
     def compile(self, sig):
-        """Compile ``sig`` inside ``slp_vectorized()``."""
-        with slp_vectorized():
-            return super().compile(sig)
+        """Compile ``sig`` with the SLP vectorizer on, holding Numba's compiler lock, then
+        restore the previous setting."""
+        with global_compiler_lock:
+            old = config.SLP_VECTORIZE
+            config.SLP_VECTORIZE = 1
+            try:
+                return super().compile(sig)
+            finally:
+                config.SLP_VECTORIZE = old
 
 
 def _dispatcher(cls: type, fn: Callable, **flags: Any) -> Any:
