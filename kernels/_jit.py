@@ -216,21 +216,29 @@ class ChunkKernel:
         self.body = _dispatcher(_SLPDispatcher if slp_vectorize else CPUDispatcher, fn, nogil=True)
 
     def __call__(self, *args: Any, chunks: int, parallel: bool = True) -> None:
-        """Run every chunk: in turn, or chunk 0 in this thread and the others on the pool
-        (on a first call, one thread compiles while the others wait on Numba's compiler lock,
-        then find the compiled code)."""
-        rest, workers = range(1, chunks), []
-        try:
-            if parallel:
-                pool = _pool(os.getpid())
-                workers = [pool.submit(self.body, *args, t, chunks) for t in rest]
-                rest = range(0)
-            self.body(*args, 0, chunks)
-            for t in rest:
-                self.body(*args, t, chunks)
-        finally:
-            for w in workers:
-                w.result()
+        """Run every chunk: in turn, or on the threads (``run_calls``)."""
+        calls = [(*args, t, chunks) for t in range(chunks)]
+        if parallel:
+            run_calls(self.body, calls)
+        else:
+            for call in calls:
+                self.body(*call)
+
+
+def run_calls(fn: Callable, calls: list[tuple]) -> None:
+    """``fn(*args)`` for each ``args`` in ``calls`` at once: the first in this thread, the
+    others on the worker threads; returns when all are done. ``fn`` must release the GIL
+    (a ``nogil`` kernel) and the calls must write disjoint outputs. On a first call, one
+    thread compiles while the others wait on Numba's compiler lock, then find the compiled
+    code."""
+    pool = _pool(os.getpid())
+    workers = [pool.submit(fn, *args) for args in calls[1:]]
+    try:
+        if calls:
+            fn(*calls[0])
+    finally:
+        for w in workers:
+            w.result()
 
 
 def chunk_kernel(fn: Callable | None = None, *, slp_vectorize: bool = False) -> Any:
