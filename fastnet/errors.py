@@ -23,3 +23,11 @@ class TrainingDiverged(FastnetError):
 
 class TrainingInterrupted(FastnetError):
     """Training stopped on Ctrl-C after saving a checkpoint; the message says how to resume."""
+
+
+class OnnxError(FastnetError, ValueError):
+    """An ONNX file cannot be read as a fastnet model, or a model cannot be written as one."""
+
+
+class MissingExtra(FastnetError):
+    """An optional dependency is not installed."""

@@ -10,13 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from fastnet.errors import FastnetError
+from fastnet.errors import FastnetError, MissingExtra
 
 MAX_GRID = 100
-
-
-class MissingExtra(FastnetError):
-    """An optional dependency is not installed."""
 
 
 def _require(module: str) -> Any:

@@ -1,4 +1,4 @@
-"""Shared fixtures and the one tolerance table for parity tests."""
+"""Shared fixtures, helpers and the one tolerance table for parity tests."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ if not Path("/dev/nvidia0").exists():
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from fastnet.layers import BatchNorm1d, BatchNorm2d  # noqa: E402
+from fastnet.module import Module  # noqa: E402
 from kernels import _jit  # noqa: E402
 
 # (rtol, atol) per kernel family and dtype: kernel vs. its NumPy reference.
@@ -100,3 +102,23 @@ def assert_grad_close(analytic: np.ndarray, numeric: np.ndarray) -> None:
     np.testing.assert_allclose(
         analytic, numeric, rtol=FINITE_DIFF["rtol"], atol=FINITE_DIFF["atol"]
     )
+
+
+def randomize_norms(model: Module, rng: np.random.Generator) -> Module:
+    """Give every batch norm non-trivial scale, shift and running statistics (a fresh one is
+    the identity in eval mode, which would hide a wrong fold)."""
+    for _, m in model.named_modules():
+        if isinstance(m, (BatchNorm1d, BatchNorm2d)):
+            c, dt = m.weight.data.shape[0], m.weight.data.dtype
+            m.weight.data[...] = rng.uniform(0.5, 1.5, c).astype(dt)
+            m.bias.data[...] = rng.standard_normal(c).astype(dt)
+            m.running_mean[...] = rng.standard_normal(c).astype(dt)
+            m.running_var[...] = rng.uniform(0.2, 2.0, c).astype(dt)
+    return model
+
+
+class Double(Module):
+    """A module fastnet does not know: the plan must run it as itself."""
+
+    def forward(self, x):
+        return 2 * x

@@ -1,5 +1,6 @@
-"""Property-based tests: random and mutated bytes fed to the IDX reader and the checkpoint
-loader either load or raise fastnet's own error type (a FastnetError), never anything else.
+"""Property-based tests: random and mutated bytes fed to the IDX reader, the checkpoint
+loader and the ONNX loader either load or raise fastnet's own error type (a FastnetError),
+never anything else.
 """
 
 from __future__ import annotations
@@ -14,10 +15,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastnet import checkpoint, optim
+from fastnet import onnx as fonnx
 from fastnet.data import read_idx
 from fastnet.data.idx import IMAGES_MAGIC
 from fastnet.errors import FastnetError
-from fastnet.layers import Affine, SoftmaxCrossEntropy
+from fastnet.layers import (
+    Affine,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    MaxPool2d,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+)
+from fastnet.module import Sequential
 
 FUZZ = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -125,3 +138,31 @@ MAGICS = [b"", b"PK\x03\x04", b"\x93NUMPY\x01\x00", b"\x80\x04"]
 @given(raw=st.tuples(st.sampled_from(MAGICS), st.binary(max_size=64)).map(b"".join))
 def test_random_bytes_as_checkpoint_load_or_raise_checkpoint_error(folder, raw):
     read_or_fail_cleanly(checkpoint.load, folder / "random.npz", raw)
+
+
+@pytest.fixture(scope="module")
+def real_onnx(folder: Path) -> bytes:
+    """The bytes of a small exported model with every kind of node the loader reads."""
+    pytest.importorskip("onnx")  # in the [test] extra: present in CI
+    rng = np.random.default_rng(0)
+    model = Sequential(
+        Conv2d(1, 2, 3, padding=1, rng=rng), BatchNorm2d(2), ReLU(), MaxPool2d(2),
+        AvgPool2d(3, 1, 1), Flatten(), Affine(18, 3, rng=rng), Sigmoid(),
+    )  # fmt: skip
+    path = folder / "real.onnx"
+    fonnx.export(model, path, input_shape=(1, 6, 6))
+    fonnx.load(path)  # it is valid
+    return path.read_bytes()
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_onnx_files_load_or_raise_onnx_error(folder, real_onnx, data):
+    read_or_fail_cleanly(fonnx.load, folder / "mutated.onnx", data.draw(mutations(real_onnx)))
+
+
+@FUZZ
+@given(raw=st.binary(max_size=96))
+def test_random_bytes_as_onnx_load_or_raise_onnx_error(folder, raw):
+    pytest.importorskip("onnx")
+    read_or_fail_cleanly(fonnx.load, folder / "random.onnx", raw)

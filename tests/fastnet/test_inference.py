@@ -6,7 +6,7 @@ import threading
 import numba
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import Double, assert_close, randomize_norms
 
 from fastnet import inference, models
 from fastnet.layers import (
@@ -24,19 +24,6 @@ from fastnet.layers import (
 from fastnet.module import Module, Sequential
 
 
-def randomize_norms(model: Module, rng: np.random.Generator) -> Module:
-    """Give every batch norm non-trivial scale, shift and running statistics (a fresh one is
-    the identity in eval mode, which would hide a wrong fold)."""
-    for _, m in model.named_modules():
-        if isinstance(m, (BatchNorm1d, BatchNorm2d)):
-            c, dt = m.weight.data.shape[0], m.weight.data.dtype
-            m.weight.data[...] = rng.uniform(0.5, 1.5, c).astype(dt)
-            m.bias.data[...] = rng.standard_normal(c).astype(dt)
-            m.running_mean[...] = rng.standard_normal(c).astype(dt)
-            m.running_var[...] = rng.uniform(0.2, 2.0, c).astype(dt)
-    return model
-
-
 def assert_plan_matches(model: Module, x: np.ndarray) -> inference.Plan:
     """The plan of ``model`` gives ``model.eval()(x)``; ``x`` is left as it was."""
     plan = inference.compile(model)
@@ -49,13 +36,6 @@ def assert_plan_matches(model: Module, x: np.ndarray) -> inference.Plan:
 def step_kinds(plan: inference.Plan) -> list[str]:
     """The kind of the first layer of each step (``"Conv2d"`` for ``"0-2: Conv2d(...) + ..."``)."""
     return [str(s).split(": ")[1].split("(")[0] for s in plan.steps]
-
-
-class Double(Module):
-    """A module fastnet does not know: the plan must run it as itself."""
-
-    def forward(self, x):
-        return 2 * x
 
 
 class MyConv(Conv2d):

@@ -1,0 +1,388 @@
+"""fastnet.onnx: export verified in onnxruntime, import of hand-built ONNX graphs (the onnx
+helper API: no torch needed), round trips, and one-line errors for what fastnet lacks."""
+
+import numpy as np
+import pytest
+from conftest import Double, assert_close, randomize_norms
+
+from fastnet import models
+from fastnet import onnx as fonnx
+from fastnet.cli import main
+from fastnet.errors import OnnxError
+from fastnet.layers import (
+    Affine,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    MaxPool2d,
+    ReLU,
+    Sigmoid,
+)
+from fastnet.module import Sequential
+
+onnx = pytest.importorskip("onnx")  # in the [test] extra: present in CI
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+STANDARD_OPS = {"Conv", "BatchNormalization", "Relu", "Sigmoid", "MaxPool", "AveragePool",
+                "Flatten", "Gemm"}  # fmt: skip
+
+
+def run_ort(path, x: np.ndarray) -> np.ndarray:
+    """``path``'s output on ``x`` in onnxruntime (one thread, sequential)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def every_layer_model(dtype, rng) -> Sequential:
+    """Each exportable layer at least once, with the options ONNX spells out."""
+    return randomize_norms(Sequential(
+        Conv2d(3, 5, (3, 2), stride=(2, 1), padding=(1, 0), bias=False, rng=rng, dtype=dtype),
+        BatchNorm2d(5, eps=1e-3, momentum=0.2, dtype=dtype),
+        Sigmoid(),
+        MaxPool2d(3, 1, 1),
+        Conv2d(5, 4, 1, rng=rng, dtype=dtype),
+        ReLU(),
+        Dropout(0.3),
+        AvgPool2d(2, padding=1),
+        Affine(4 * 4 * 5, 6, rng=rng, dtype=dtype),  # from 4-d input: a Flatten is inserted
+        BatchNorm1d(6, dtype=dtype),
+        ReLU(),
+        Flatten(),
+        Affine(6, 3, bias=False, rng=rng, dtype=dtype),
+    ), rng)  # fmt: skip
+
+
+def assert_same_model(loaded: Sequential, model: Sequential) -> None:
+    """Same layers, hyper-parameters and state, in order, apart from Dropout (left out on
+    export) and Flatten (export adds one before an Affine on 4-d input)."""
+    kept = [[m for m in net if type(m) not in (Dropout, Flatten)] for net in (loaded, model)]
+    assert [repr(m) for m in kept[0]] == [repr(m) for m in kept[1]]
+    for a, b in zip(*kept, strict=True):
+        for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+            assert ka == kb and va.dtype == vb.dtype
+            np.testing.assert_array_equal(va, vb)
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_every_model_exports_and_runs_the_same_in_onnxruntime(name, tmp_path, rng):
+    model = randomize_norms(models.build(name, np.random.default_rng(0)), rng).eval()
+    path = tmp_path / f"{name}.onnx"
+    fonnx.export(model, path)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert {n.op_type for n in proto.graph.node} <= STANDARD_OPS
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    for batch in (1, 100):
+        x = rng.random((batch, 1, 28, 28), dtype=np.float32)
+        expected, got = model(x), run_ort(path, x)
+        assert_close(got, expected, "conv")
+        np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
+
+
+def test_every_layer_exports_runs_in_onnxruntime_and_loads_back(tmp_path, rng):
+    model = every_layer_model(np.float32, rng).eval()
+    path = tmp_path / "every.onnx"
+    fonnx.export(model, path, input_shape=(3, 13, 9))
+    x = rng.standard_normal((4, 3, 13, 9)).astype(np.float32)
+    assert_close(run_ort(path, x), model(x), "conv")
+    loaded = fonnx.load(path)
+    assert not loaded.training
+    assert_same_model(loaded, model)
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_round_trip_gives_the_same_outputs_in_both_dtypes(name, dtype, tmp_path, rng):
+    model = randomize_norms(models.build(name, np.random.default_rng(1), dtype=dtype), rng).eval()
+    fonnx.export(model, tmp_path / "m.onnx")
+    loaded = fonnx.load(tmp_path / "m.onnx")
+    x = rng.random((5, 1, 28, 28)).astype(dtype)
+    y = loaded(x)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, model(x))
+    assert_same_model(loaded, model)
+
+
+def test_a_loaded_model_fine_tunes(tmp_path, rng):
+    from fastnet import SoftmaxCrossEntropy, optim
+
+    fonnx.export(models.build("simple", rng), tmp_path / "m.onnx")
+    net = fonnx.load(tmp_path / "m.onnx").train()
+    loss_fn, opt = SoftmaxCrossEntropy(), optim.SGD(net.parameters(), lr=0.1)
+    x, t = rng.random((8, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 8)
+    losses = []
+    for _ in range(5):
+        losses.append(loss_fn(net(x), t))
+        net.backward(loss_fn.backward())
+        opt.step()
+    assert losses[-1] < losses[0]
+
+
+def test_export_refuses_a_layer_without_onnx_equivalent(tmp_path, rng):
+    with pytest.raises(OnnxError, match=r"layer 1 \(Double\) has no ONNX equivalent"):
+        fonnx.export(Sequential(Flatten(), Double()), tmp_path / "x.onnx", input_shape=(4,))
+    assert not (tmp_path / "x.onnx").exists()
+
+
+# -- import of graphs built with the onnx helper API -----------------------------------
+def write_graph(path, nodes, inits, in_shape=("N", 3, 9, 8), opset=17, extra_inputs=()):
+    """An ONNX file: input ``x`` float32 ``in_shape``, output ``y``, these nodes and
+    initializers (name -> array)."""
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape)), *extra_inputs],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8 if opset >= 13 else 5
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def f32(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def test_foreign_graph_with_every_supported_op_loads_and_matches_onnxruntime(tmp_path, rng):
+    """Attributes as other exporters write them: Gemm with transB, alpha, beta and C (1, M),
+    Identity nodes of constants (PyTorch's), a Constant ratio for Dropout, no conv bias."""
+    inits = {
+        "w1": f32(rng, 4, 3, 3, 3), "scale": rng.uniform(0.5, 1.5, 4).astype(np.float32),
+        "shift": f32(rng, 4), "mean": f32(rng, 4), "var": rng.uniform(0.5, 2, 4).astype(np.float32),
+        "w2": f32(rng, 6, 4 * 4 * 4), "c2": f32(rng, 1, 6), "b1": f32(rng, 4),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Identity", ["b1"], ["b1_alias"]),
+        helper.make_node("Conv", ["x", "w1", "b1_alias"], ["c"], "conv", strides=[2, 1],
+                         pads=[1, 0, 1, 0], kernel_shape=[3, 3], dilations=[1, 1], group=1),
+        helper.make_node("BatchNormalization", ["c", "scale", "shift", "mean", "var"], ["bn"],
+                         "bn", epsilon=1e-3, momentum=0.8),
+        helper.make_node("Relu", ["bn"], ["r"], "relu"),
+        helper.make_node("MaxPool", ["r"], ["p"], "pool", kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("AveragePool", ["p"], ["a"], "avg", kernel_shape=[2, 2], strides=[1, 1],
+                         pads=[1, 1, 1, 1], count_include_pad=1),
+        helper.make_node("Sigmoid", ["a"], ["s"], "sigmoid"),
+        helper.make_node("Identity", ["s"], ["s2"], "noop"),
+        helper.make_node("Flatten", ["s2"], ["f"], "flatten", axis=1),
+        helper.make_node("Constant", [], ["ratio"], value=numpy_helper.from_array(
+            np.array(0.25, np.float32))),
+        helper.make_node("Dropout", ["f", "ratio"], ["d", "mask"], "drop"),
+        helper.make_node("Gemm", ["d", "w2", "c2"], ["y"], "fc", transB=1, alpha=0.5, beta=2.0),
+    ]  # fmt: skip
+    path = write_graph(tmp_path / "g.onnx", nodes, inits)
+    model = fonnx.load(path)
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "AvgPool2d", "Sigmoid",
+                     "Flatten", "Dropout", "Affine"]  # fmt: skip
+    assert model[1].eps == 1e-3 and model[1].momentum == 0.2 and model[7].p == 0.25
+    x = f32(rng, 2, 3, 9, 8)
+    assert_close(model(x), run_ort(path, x), "conv")
+
+
+def test_old_opset_graph_with_initializers_listed_as_inputs_loads(tmp_path, rng):
+    """IR version 3 style: every initializer is also a graph input; opset 10's Dropout has
+    its ratio as an attribute; BatchNormalization on (N, F) gives BatchNorm1d."""
+    inits = {"w": f32(rng, 5, 4), "b": f32(rng, 4), "g": np.ones(4, np.float32),
+             "z": np.zeros(4, np.float32)}  # fmt: skip
+    listed = [helper.make_tensor_value_info(k, TensorProto.FLOAT, list(v.shape))
+              for k, v in inits.items()]  # fmt: skip
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["h"], "fc"),
+        helper.make_node("BatchNormalization", ["h", "g", "b", "z", "g"], ["n"], "bn"),
+        helper.make_node("Dropout", ["n"], ["y"], "drop", ratio=0.1),
+    ]
+    path = write_graph(tmp_path / "old.onnx", nodes, inits, ("N", 5), 10, listed)
+    model = fonnx.load(path)
+    assert [type(m) for m in model] == [Affine, BatchNorm1d, Dropout] and model[2].p == 0.1
+    x = f32(rng, 3, 5)
+    assert_close(model(x), run_ort(path, x), "conv")
+
+
+W = np.ones((2, 3, 3, 3), np.float32)
+BN = {k: np.ones(3, np.float32) for k in ("g", "b", "m", "v")}
+# (op, attributes, initializers, input shape, part of the message)
+UNSUPPORTED = {
+    "op": ("Add", {}, {"w": W}, None, "operator 'Add' is not supported"),
+    "dilation": ("Conv", {"dilations": [2, 2]}, {"w": W}, None, r"dilations \[2, 2\] are not"),
+    "groups": ("Conv", {"group": 3}, {"w": W[:, :1]}, None, r"group=3 is not supported \(fastnet"),
+    "auto_pad": ("Conv", {"auto_pad": "SAME_UPPER"}, {"w": W}, None, "auto_pad='SAME_UPPER'"),
+    "asymmetric": ("Conv", {"pads": [1, 1, 0, 0]}, {"w": W}, None, r"pads \[1, 1, 0, 0\]"),
+    "conv1d": ("Conv", {}, {"w": W[0]}, None, r"weight must be \(OC, C, KH, KW\)"),
+    "weight-input": ("Conv", {}, {}, None, "input 'w' must be a constant"),
+    "float64-weight": ("Conv", {}, {"w": W.astype(np.float64)}, None, "finite float32 values"),
+    "nan-weight": ("Conv", {}, {"w": W * np.nan}, None, "finite float32 values"),
+    "ceil": ("MaxPool", {"kernel_shape": [2, 2], "ceil_mode": 1}, {}, None, "ceil_mode=1"),
+    "no-kernel": ("MaxPool", {}, {}, None, "kernel_shape is missing"),
+    "big-pads": ("MaxPool", {"kernel_shape": [2, 2], "pads": [2] * 4}, {}, None, "half the"),
+    "exclude-pad": ("AveragePool", {"kernel_shape": [3, 3], "pads": [1] * 4}, {}, None,
+                    "count_include_pad=0"),
+    "transA": ("Gemm", {"transA": 1}, {"w": W[0, 0]}, ("N", 3), "transA=1"),
+    "gemm-4d": ("Gemm", {}, {"w": W[0, 0]}, None, "must have rank 2, got 4"),
+    "flatten-axis": ("Flatten", {"axis": 2}, {}, None, "axis 2 is not supported"),
+    "bn-training": ("BatchNormalization", {"training_mode": 1}, BN, None, "training_mode=1"),
+    "attribute": ("Relu", {"alpha": 0.5}, {}, None, "attribute 'alpha' is not supported"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", UNSUPPORTED)
+def test_what_fastnet_lacks_is_a_one_line_error_naming_node_and_op(case, tmp_path, capsys):
+    op, attrs, inits, shape, match = UNSUPPORTED[case]
+    names = ["w"] if op in ("Conv", "Gemm") else list(inits)
+    node = helper.make_node(op, ["x", *names], ["y"], "bad", **attrs)
+    path = write_graph(tmp_path / "bad.onnx", [node], inits, shape or ("N", 3, 9, 8))
+    with pytest.raises(OnnxError, match=match) as e:
+        fonnx.load(path)
+    assert str(e.value).startswith(f"{path}: node 'bad' ({op}): ") and "\n" not in str(e.value)
+    assert main(["predict", str(path), str(tmp_path / "digit.png")]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"fastnet predict: error: {e.value}"]
+
+
+def tensor_proto(rng, **fields):
+    """Initializer ``w`` (2, 3, 3, 3) with some fields overwritten; with ``dims``, its values
+    are stored as ``float_data`` (not ``raw_data``) and the dims changed after."""
+    values = f32(rng, 2, 3, 3, 3)
+    if "dims" in fields:
+        t = helper.make_tensor("w", TensorProto.FLOAT, values.shape, values.ravel())
+        del t.dims[:]
+        t.dims.extend(fields["dims"])
+        return t
+    t = numpy_helper.from_array(values, "w")
+    if fields.pop("external", False):
+        t.data_location = TensorProto.EXTERNAL
+        t.external_data.add(key="location", value="/etc/passwd")
+    for k, v in fields.items():
+        setattr(t, k, v)
+    return t
+
+
+def malformed(tmp_path, rng, case):
+    """A graph that is wrong in one way (not one unsupported op)."""
+    relu = helper.make_node("Relu", ["x"], ["r"], "relu")
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], "conv")
+    cases = {
+        "branch": [relu, helper.make_node("Sigmoid", ["x"], ["y"], "sig")],
+        "dangling-output": [relu, helper.make_node("Sigmoid", ["r"], ["s"], "sig")],
+        "mask-used": [helper.make_node("Dropout", ["x"], ["d", "m"], "drop"),
+                      helper.make_node("Add", ["d", "m"], ["y"], "add")],
+        "custom-domain": [helper.make_node("Relu", ["x"], ["y"], "relu", domain="com.example")],
+        "twice-defined": [helper.make_node("Relu", ["x"], ["x"], "relu")],
+    }  # fmt: skip
+    if case in cases:
+        return write_graph(tmp_path / f"{case}.onnx", cases[case], {})
+    path = write_graph(tmp_path / f"{case}.onnx", [conv], {})
+    model = onnx.load(str(path))
+    fields = {"external": {"external": True}, "short-data": {"raw_data": b"\0" * 7},
+              "bad-dims": {"dims": [2, 3, 3, 4]}}  # fmt: skip
+    model.graph.initializer.append(tensor_proto(rng, **fields[case]))
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+MALFORMED = {
+    "branch": "node 'sig' (Sigmoid): its data input 'x' is not the previous layer's output 'r'",
+    "dangling-output": "the graph output 'y' is not the last layer's output",
+    "mask-used": "node 'drop' (Dropout): only its first output may be used",
+    "custom-domain": "node 'relu' (Relu): operator 'Relu' is not supported",
+    "twice-defined": "node 'relu' (Relu): its output: tensor name 'x' is empty or defined twice",
+    "external": "initializer 'w': external data is not supported",
+    "short-data": "initializer 'w': 7 bytes of data for shape",
+    "bad-dims": "initializer 'w': 54 values for shape",
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_graph_is_a_clear_error(case, tmp_path, rng):
+    path = malformed(tmp_path, rng, case)
+    with pytest.raises(OnnxError, match=f"^{path}: ") as e:
+        fonnx.load(path)
+    assert MALFORMED[case] in str(e.value)
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff\xfe garbage", b"PK\x03\x04 a zip"], ids=str)
+def test_a_file_that_is_not_onnx_is_a_clear_error(data, tmp_path):
+    path = tmp_path / "x.onnx"
+    path.write_bytes(data)
+    with pytest.raises(OnnxError, match=f"^{path}: "):
+        fonnx.load(path)
+    with pytest.raises(OnnxError, match="cannot read the file"):
+        fonnx.load(tmp_path / "missing.onnx")
+
+
+# -- the command line ------------------------------------------------------------------
+@pytest.fixture
+def simple_checkpoint(tmp_path, rng):
+    from fastnet import checkpoint
+    from fastnet.train import TrainConfig
+
+    model = models.build("simple", rng)
+    meta = {"config": vars(TrainConfig(model="simple")), "epoch": 1}
+    checkpoint.save(tmp_path / "best.npz", model.state_dict(), {}, meta)
+    return tmp_path / "best.npz", model.eval()
+
+
+def test_cli_export_writes_a_checked_model(simple_checkpoint, tmp_path, rng, capsys):
+    ckpt, model = simple_checkpoint
+    out = tmp_path / "simple.onnx"
+    assert main(["export", str(ckpt), str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {out}"
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+    x = rng.random((3, 1, 28, 28), dtype=np.float32)
+    assert_close(run_ort(out, x), model(x), "conv")
+
+
+def test_cli_predict_runs_an_onnx_model(simple_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    ckpt, _ = simple_checkpoint
+    out = tmp_path / "simple.onnx"
+    assert main(["export", str(ckpt), str(out)]) == 0
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255
+    Image.fromarray(digit).save(tmp_path / "one.png")
+    capsys.readouterr()
+    assert main(["predict", str(ckpt), str(tmp_path / "one.png")]) == 0
+    from_checkpoint = capsys.readouterr().out.splitlines()[-1]
+    assert main(["predict", str(out), str(tmp_path / "one.png")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == from_checkpoint
+
+
+def test_cli_export_without_the_onnx_extra_is_a_clear_error(
+    simple_checkpoint, tmp_path, monkeypatch, capsys
+):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # makes "import onnx" fail
+    assert main(["export", str(simple_checkpoint[0]), str(tmp_path / "m.onnx")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "fastnet export: error: this command needs onnx: pip install 'fastnet[onnx]'"
+    ]
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # its legacy exporter: no onnxscript
+def test_a_torch_exported_model_loads(tmp_path, rng):
+    """PyTorch's exporter (torch is not a test dependency: this runs where it is installed)."""
+    torch = pytest.importorskip("torch")
+    tnet = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Dropout(), torch.nn.Linear(196, 10),
+    ).eval()  # fmt: skip
+    tnet[1].running_mean.uniform_(-1, 1), tnet[1].running_var.uniform_(0.5, 2)
+    x = torch.from_numpy(rng.random((2, 1, 14, 14), dtype=np.float32))
+    path = tmp_path / "torch.onnx"
+    torch.onnx.export(tnet, (x,), str(path), input_names=["x"], dynamic_axes={"x": {0: "N"}},
+                      dynamo=False)  # fmt: skip
+    model = fonnx.load(path)
+    with torch.no_grad():
+        expected = tnet(x).numpy()
+    assert_close(model(x.numpy()), expected, "conv")
