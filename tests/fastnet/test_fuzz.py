@@ -143,7 +143,6 @@ def test_random_bytes_as_checkpoint_load_or_raise_checkpoint_error(folder, raw):
 @pytest.fixture(scope="module")
 def real_onnx(folder: Path) -> bytes:
     """The bytes of a small exported model with every kind of node the loader reads."""
-    pytest.importorskip("onnx")  # in the [test] extra: present in CI
     rng = np.random.default_rng(0)
     model = Sequential(
         Conv2d(1, 2, 3, padding=1, rng=rng), BatchNorm2d(2), ReLU(), MaxPool2d(2),
@@ -164,5 +163,4 @@ def test_mutated_onnx_files_load_or_raise_onnx_error(folder, real_onnx, data):
 @FUZZ
 @given(raw=st.binary(max_size=96))
 def test_random_bytes_as_onnx_load_or_raise_onnx_error(folder, raw):
-    pytest.importorskip("onnx")
     read_or_fail_cleanly(fonnx.load, folder / "random.onnx", raw)

@@ -2,8 +2,11 @@
 helper API: no torch needed), round trips, and one-line errors for what fastnet lacks."""
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 from conftest import Double, assert_close, randomize_norms
+from onnx import TensorProto, helper, numpy_helper
 
 from fastnet import models
 from fastnet import onnx as fonnx
@@ -23,9 +26,6 @@ from fastnet.layers import (
 )
 from fastnet.module import Sequential
 
-onnx = pytest.importorskip("onnx")  # in the [test] extra: present in CI
-ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 STANDARD_OPS = {"Conv", "BatchNormalization", "Relu", "Sigmoid", "MaxPool", "AveragePool",
                 "Flatten", "Gemm"}  # fmt: skip
