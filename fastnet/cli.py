@@ -1,4 +1,4 @@
-"""The ``fastnet`` command: train, evaluate, predict, plot, models.
+"""The ``fastnet`` command: train, evaluate, predict, export, plot, models.
 
 ``main(argv=None) -> int``. Bad input exits 2 with one line on stderr; an unexpected
 internal error exits 1 with a short message (the traceback with ``--debug``).
@@ -33,6 +33,7 @@ DEFAULTS = {
 MODEL_NAMES = ("vgg", "vgg-bn", "simple", "mlp")
 DATASET_NAMES = ("mnist", "fashion-mnist")
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+MODEL_HELP = "a checkpoint (.npz), or an ONNX model (.onnx: run in float32, needs [onnx])"
 
 
 class UsageError(Exception):
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "evaluate", help="test accuracy, per class, and the confusion matrix", formatter_class=fmt
     )
-    e.add_argument("checkpoint")
+    e.add_argument("checkpoint", help=MODEL_HELP)
     e.add_argument("--data-dir")
     _device_flag(e)
     e.add_argument(
@@ -183,10 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("predict", help="classify PNG/JPEG images", formatter_class=fmt)
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help=MODEL_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top", type=_positive_int, default=3, help="classes to show per image")
     _device_flag(p)
+
+    x = sub.add_parser("export", help="write a checkpoint's model as an ONNX file (needs [onnx])")
+    x.add_argument("checkpoint")
+    x.add_argument("output", metavar="MODEL.onnx")
 
     pl = sub.add_parser(
         "plot", help="write curves.png and filters.png into a run folder", formatter_class=fmt
@@ -321,13 +326,18 @@ def _check_writable_folder(flag: str, folder: Path) -> None:
 
 
 def _load_model(path: str):
-    """Build the model saved in checkpoint ``path`` and load its weights (eval mode)."""
+    """Build the model saved in checkpoint ``path`` and load its weights (eval mode); an
+    ``.onnx`` file is read by ``fastnet.onnx.load`` (with the default configuration)."""
     import numpy as np
 
     from fastnet import checkpoint, models
     from fastnet.errors import CheckpointError
-    from fastnet.train import config_from_checkpoint
+    from fastnet.train import TrainConfig, config_from_checkpoint
 
+    if path.endswith(".onnx"):
+        from fastnet import onnx
+
+        return onnx.load(path).to(np.float32), TrainConfig()  # the images are float32
     model_state, _, meta = checkpoint.load(path)
     config = config_from_checkpoint(path, meta)
     model = models.build(config.model, np.random.default_rng(0))
@@ -374,7 +384,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from fastnet import viz
+    from fastnet import inference, viz
     from fastnet.backend import to, to_host
     from kernels.softmax_ce import softmax_forward
 
@@ -383,10 +393,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model.to(device)
     batch = to(np.stack([viz.load_digit(path) for path in args.images]), device)
     with _compile_notice():
-        probs = to_host(softmax_forward(model(batch)))
+        forward = inference.compile(model) if device == "cpu" else model
+        probs = to_host(softmax_forward(forward(batch)))
     for path, p in zip(args.images, probs, strict=True):
         top = np.argsort(-p)[: args.top]
         print(f"{path}: " + "  ".join(f"{c} ({p[c]:.3f})" for c in top))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fastnet import onnx
+
+    out = Path(args.output)
+    _check_writable_folder("MODEL.onnx", out.parent)
+    model, _ = _load_model(args.checkpoint)
+    with _compile_notice():
+        onnx.export(model, out)
+    print(f"wrote {out}")
     return 0
 
 
@@ -417,6 +440,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "export": cmd_export,
     "plot": cmd_plot,
     "models": cmd_models,
 }

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnet import backend, checkpoint, models, optim
+from fastnet import backend, checkpoint, inference, models, optim
 from fastnet.data import DATASETS, iterate_batches, load_dataset, random_shift
 from fastnet.errors import (
     CheckpointError,
@@ -135,7 +135,8 @@ def lr_at(config: TrainConfig, epoch: int) -> float:
 def evaluate(
     model: Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 100
 ) -> tuple[float, np.ndarray]:
-    """Accuracy of ``model`` (in eval mode) on uint8 images.
+    """Accuracy of ``model`` (in eval mode) on uint8 images; on the CPU through its
+    inference plan (``fastnet.inference``).
 
     Returns
     -------
@@ -143,8 +144,9 @@ def evaluate(
     """
     model.eval()
     device = _device_of(model)
+    forward = inference.compile(model) if device == "cpu" else model
     preds = [
-        np.argmax(backend.to_host(model(backend.to(x, device))), axis=1)
+        np.argmax(backend.to_host(forward(backend.to(x, device))), axis=1)
         for x, _ in iterate_batches(images, labels, batch_size, shuffle=False)
     ]
     pred = np.concatenate(preds).astype(np.int64)
