@@ -26,7 +26,6 @@ from fastnet.layers import (
 )
 from fastnet.module import Sequential
 
-
 STANDARD_OPS = {"Conv", "BatchNormalization", "Relu", "Sigmoid", "MaxPool", "AveragePool",
                 "Flatten", "Gemm"}  # fmt: skip
 
