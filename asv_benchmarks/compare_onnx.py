@@ -29,20 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from compare_torch import timeit  # noqa: E402
+
 BATCHES = (1, 100)
 ENGINES = ("fastnet-plan", "fastnet-eager", "onnxruntime", "torch-eager")
-
-
-def timeit(fn: Callable[[], object], min_seconds: float) -> float:
-    """Seconds per call: the mean over enough calls to fill ``min_seconds``."""
-    fn()
-    n, t0 = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_seconds:
-            return elapsed / n
 
 
 def machine() -> str:
