@@ -61,10 +61,12 @@ from kernels.fused import cpu as fused_cpu
 from kernels.pool import avgpool2d_forward, maxpool2d_forward
 
 # A convolution on fewer images than threads is split over blocks of output channels when
-# each part has at least this many multiply-adds per image: waking a pool thread and joining
-# it costs 25-45 us on the 2-core dev VM (Python threads), about what 1.5 MFLOP... see
-# ``_ConvStep._parts``.
-SPLIT_MIN_FLOPS = 8_000_000
+# each part gets at least this many FLOPs per image. The parts run on Python threads
+# (``kernels._jit.run_calls``), and waking one and handing it the GIL costs 50-65 us on the
+# 2-core Zen 5 VM (one image, 2 threads, best of 7): a 4.7 MFLOP layer took 100 us split
+# against 78 us whole, a 14.5 MFLOP one 194 us against 257 us, 57.8 MFLOP 626 against
+# 1081 us. So none of VGG's layers (at most 4.7 MFLOP per image) is split at batch 1.
+SPLIT_MIN_FLOPS = 6_000_000
 # Input shapes whose buffers a step keeps (the oldest is dropped beyond this).
 SHAPES_KEPT = 4
 
