@@ -224,11 +224,8 @@ def _fold(
 
 def _is_pool2x2(layer: Module) -> bool:
     """Whether ``layer`` is a 2x2, stride 2, unpadded max pool (the fused epilogue's)."""
-    return type(layer) is MaxPool2d and (layer.kernel_size, layer.stride, layer.padding) == (
-        (2, 2),
-        (2, 2),
-        (0, 0),
-    )
+    geometry = (layer.kernel_size, layer.stride, layer.padding) if type(layer) is MaxPool2d else 0
+    return geometry == ((2, 2), (2, 2), (0, 0))
 
 
 def _name(layers: list[tuple[int, Module]]) -> str:
@@ -272,10 +269,10 @@ def _batchnorm_eval(layer: BatchNorm1d | BatchNorm2d, x: np.ndarray) -> np.ndarr
     return batchnorm_forward(x, *args, training=False, eps=layer.eps)[0]
 
 
-def _probe(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """One zero input like ``shape``: the kernel's wrapper, run on it once per input shape,
-    checks the shapes and dtypes with its own messages (the plan's calls skip the checks)."""
-    return np.zeros((1, *shape[1:]), dtype)
+def _probe(x: np.ndarray) -> np.ndarray:
+    """One zero input like ``x``: the kernel's wrapper, run on it once per input shape and
+    dtype, checks them with its own messages (the plan's calls skip the checks)."""
+    return np.zeros((1, *x.shape[1:]), x.dtype)
 
 
 class _Step:
@@ -283,21 +280,23 @@ class _Step:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._states: dict[tuple[int, ...], Any] = {}
+        self._states: dict[tuple, Any] = {}
 
     def run(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _state(self, shape: tuple[int, ...]) -> Any:
-        """This step's buffers (and tables) for inputs of ``shape``, made on first use."""
-        state = self._states.get(shape)
+    def _state(self, x: np.ndarray) -> Any:
+        """This step's buffers (and tables) for inputs of ``x``'s shape and dtype, made on
+        first use."""
+        key = (x.shape, x.dtype)
+        state = self._states.get(key)
         if state is None:
-            state = self._states[shape] = self._prepare(shape)
+            state = self._states[key] = self._prepare(x)
             if len(self._states) > SHAPES_KEPT:
                 del self._states[next(iter(self._states))]
         return state
 
-    def _prepare(self, shape: tuple[int, ...]) -> Any:
+    def _prepare(self, x: np.ndarray) -> Any:
         raise NotImplementedError
 
     def __str__(self) -> str:
@@ -312,7 +311,7 @@ class _CallStep(_Step):
         self.fn = fn
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.fn(x)
+        return np.ascontiguousarray(self.fn(x))  # what the next step's kernel takes
 
 
 class _AffineStep(_Step):
@@ -322,12 +321,12 @@ class _AffineStep(_Step):
         super().__init__(name)
         self.w, self.b, self.relu = w, b, relu
 
-    def _prepare(self, shape: tuple[int, ...]) -> np.ndarray:
-        affine_forward(_probe(shape, self.w.dtype), self.w, self.b)
-        return np.empty((shape[0], self.w.shape[1]), self.w.dtype)
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        affine_forward(_probe(x), self.w, self.b)
+        return np.empty((x.shape[0], self.w.shape[1]), self.w.dtype)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        y = self._state(x.shape)
+        y = self._state(x)
         affine_cpu.affine_forward(x.reshape(x.shape[0], -1), self.w, self.b, y)
         if self.relu:
             activation_cpu.relu_forward(y.reshape(-1), y.reshape(-1))
@@ -359,22 +358,21 @@ class _ConvStep(_Step):
         self.m = conv_cpu.blocks(w)
         self.init = conv_cpu.blocks(b[:, None, None, None]).reshape(-1, conv_cpu.LANES)
 
-    def _prepare(self, shape: tuple[int, ...]) -> tuple:
-        probe = _probe(shape, self.w.dtype)
-        oh, ow = conv2d_forward(probe, self.w, self.b, self.stride, self.padding).shape[2:]
+    def _prepare(self, x: np.ndarray) -> tuple:
+        oh, ow = conv2d_forward(_probe(x), self.w, self.b, self.stride, self.padding).shape[2:]
         oc, _, kh, kw = self.w.shape
         tables, pads = conv_cpu.forward_plan(
-            *shape[1:], (kh, kw, *self.stride, *self.padding, oh, ow)
+            *x.shape[1:], (kh, kw, *self.stride, *self.padding, oh, ow)
         )
-        y = np.empty((shape[0], oc, oh, ow), self.w.dtype)
+        y = np.empty((x.shape[0], oc, oh, ow), self.w.dtype)
         out = y
         if self.epilogue == "relu+maxpool2x2":
             maxpool2d_forward(y[:1], 2)  # the pool's own check that the window fits
-            out = np.empty((shape[0], oc, oh // 2, ow // 2), self.w.dtype)
+            out = np.empty((x.shape[0], oc, oh // 2, ow // 2), self.w.dtype)
         return tables, pads, y, out
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        tables, pads, y, out = self._state(x.shape)
+        tables, pads, y, out = self._state(x)
         y2 = y.reshape(*y.shape[:2], -1)
         threads = numba.get_num_threads()
         parts = self._parts(x.shape[0], y2.shape[2], threads)

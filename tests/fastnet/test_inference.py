@@ -158,9 +158,9 @@ def test_buffers_are_allocated_once_per_input_shape(rng):
     conv, affine = plan.steps[0], plan.steps[2]
     x = rng.standard_normal((5, 3, 6, 6)).astype(np.float32)
     first = plan(x)
-    buffers = conv._states[x.shape]
+    buffers = conv._states[x.shape, x.dtype]
     second = plan(2 * x)
-    assert conv._states[x.shape] is buffers and len(conv._states) == 1
+    assert conv._states[x.shape, x.dtype] is buffers and len(conv._states) == 1
     assert first is not second and not np.shares_memory(first, second)
     assert_close(second, model.eval()(2 * x), "conv")
     for n in range(1, inference.SHAPES_KEPT + 3):
@@ -190,6 +190,17 @@ def test_bad_input_is_a_clear_value_error(rng):
         plan(np.zeros((1, 3, 5, 5), np.int64))
     with pytest.raises(ValueError, match="numpy array"):
         plan([[1.0]])
+
+
+def test_a_layer_changing_the_dtype_is_caught_by_the_next_kernel(rng):
+    class ToFloat64(Module):
+        def forward(self, x):
+            return x.astype(np.float64)
+
+    model = Sequential(ToFloat64(), Conv2d(3, 4, 3, rng=rng))
+    x = rng.standard_normal((1, 3, 5, 5)).astype(np.float32)
+    with pytest.raises(ValueError, match="same float dtype"):
+        inference.compile(model)(x)
 
 
 def test_a_model_on_the_gpu_is_refused_with_a_clear_error(rng):
