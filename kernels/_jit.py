@@ -78,10 +78,13 @@ FASTMATH = frozenset({"contract", "nsz"})
 ERROR_MODEL = "numpy"
 
 
-def _renamed(fn: Callable, suffix: str) -> Callable:
-    """Return a copy of ``fn`` whose qualified name ends with ``suffix``."""
+def renamed(fn: Callable, suffix: str, **names: Any) -> Callable:
+    """Return a copy of ``fn`` whose qualified name ends with ``suffix`` (so that Numba's
+    cache keeps its compiled code apart from ``fn``'s) and whose global ``names`` are
+    replaced (a variant: e.g. another register tile)."""
+    scope = {**fn.__globals__, **names} if names else fn.__globals__
     copy = types.FunctionType(
-        fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__
+        fn.__code__, scope, fn.__name__ + suffix, fn.__defaults__, fn.__closure__
     )
     copy.__qualname__ = fn.__qualname__ + suffix
     copy.__module__ = fn.__module__
@@ -173,8 +176,8 @@ class Kernel:
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
         self.size_factor = size_factor
-        self.serial = _dispatcher(CPUDispatcher, _renamed(fn, "_serial"))
-        self.parallel = _dispatcher(CPUDispatcher, _renamed(fn, "_parallel"), parallel=True)
+        self.serial = _dispatcher(CPUDispatcher, renamed(fn, "_serial"))
+        self.parallel = _dispatcher(CPUDispatcher, renamed(fn, "_parallel"), parallel=True)
 
     def __call__(self, *args: Any, parallel: bool = True) -> Any:
         """Run the parallel (default) or serial variant; the serial one if the first argument

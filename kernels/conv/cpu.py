@@ -56,11 +56,15 @@ function that calls it, so the tile sits directly below the kernels.
 import functools
 
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils
+from numba.core import types as nb_types
+from numba.extending import intrinsic
 
-from kernels._jit import chunk_kernel, helper
+from kernels._isa import BLOCK
+from kernels._jit import chunk_kernel, helper, renamed
 
-LANES = 16  # output channels per tile (two AVX2 registers of float32)
-PIXELS = 4  # values of ``j`` per tile
+LANES = BLOCK  # channels per tile (weights packed as (O/16, K, 16))
 RUN = 64  # pixels per row tile of ``_tile_px``
 _DW_PIXELS = 1024  # output pixels per ``dw`` tile call (a group of images)
 
@@ -74,17 +78,20 @@ def _offsets(base: int, dims: tuple, multiple: int = 1) -> np.ndarray:
     return np.concatenate([t, np.full(-t.size % multiple, base)]).astype(np.uint64)
 
 
-def _bounds(entries: int, per_row: int, rows: int, rule: tuple, unit: int) -> np.ndarray:
-    """``k`` range of each tile of ``_tile_oc``: tile ``t`` holds entries ``[4t, 4t + 4)``,
+def _bounds(
+    entries: int, per_row: int, rows: int, rule: tuple, unit: int, pixels: int
+) -> np.ndarray:
+    """``k`` range of each tile of ``_tile_oc``: tile ``t`` holds entries ``[P t, P t + P)``
+    (``P = pixels``),
     entry ``j < entries`` is in row ``a = j // per_row``, ``k`` runs over blocks of ``unit``
     values, and block ``b < rows`` is needed by row ``a`` iff ``0 <= a*SA + b*SB + C0 < SIZE``
     for ``rule = (SA, SB, C0, SIZE)``. Returns int64 ``(tiles, 2)``: from the first to the
     last block needed by an entry of the tile, ``(0, 0)`` if none."""
     sa, sb, c0, size = rule
-    j = np.arange(-(-entries // PIXELS) * PIXELS)
+    j = np.arange(-(-entries // pixels) * pixels)
     pos = (j // per_row)[:, None] * sa + np.arange(rows) * sb + c0
     need = (pos >= 0) & (pos < size) & (j < entries)[:, None]
-    need = need.reshape(-1, PIXELS, rows).any(axis=1)
+    need = need.reshape(-1, pixels, rows).any(axis=1)
     some = need.any(axis=1)
     lo = np.where(some, need.argmax(axis=1), 0)
     hi = np.where(some, rows - need[:, ::-1].argmax(axis=1), 0)
@@ -110,78 +117,132 @@ def blocks(w: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def forward_plan(c: int, h: int, w: int, geom: tuple) -> tuple:
-    """``((inner, outer, bounds), (HP, WP, PH, PW))`` for ``conv2d_forward``; ``geom`` is
-    ``(KH, KW, SH, SW, PH, PW, OH, OW)``. Cached: the arrays must not be modified."""
+def forward_plan(c: int, h: int, w: int, geom: tuple, pixels: int) -> tuple:
+    """``((inner, outer, bounds), (HP, WP, PH, PW))`` for ``conv2d_forward`` with tiles of
+    ``pixels``; ``geom`` is ``(KH, KW, SH, SW, PH, PW, OH, OW)``. Cached: the arrays must not
+    be modified."""
     kh, kw, sh, sw, ph, pw, oh, ow = geom
     hp, wp = h + 2 * ph, _pitch(h + 2 * ph, w + 2 * pw)
     inner = _offsets(0, ((kh, wp), (c, hp * wp), (kw, 1)))
-    outer = _offsets(0, ((oh, sh * wp), (ow, sw)), PIXELS)
-    bounds = _bounds(oh * ow, ow, kh, (sh, 1, -ph, h), c * kw)
+    outer = _offsets(0, ((oh, sh * wp), (ow, sw)), pixels)
+    bounds = _bounds(oh * ow, ow, kh, (sh, 1, -ph, h), c * kw, pixels)
     return (inner, outer, bounds), (hp, wp, ph, pw)
 
 
 @functools.lru_cache(maxsize=64)
-def backward_plan(n: int, c: int, h: int, w: int, oc: int, geom: tuple) -> tuple:
+def backward_plan(n: int, c: int, h: int, w: int, oc: int, geom: tuple, pixels: int) -> tuple:
     """``((pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds), xframe, dframe)`` for
-    ``conv2d_backward`` with chunks of at most ``n`` images: ``xframe = (HP, WP, PH, PW, 1,
-    1)`` places ``x`` in its padded buffer, ``dframe = (HD, WD, KH-1, KW-1, SH, SW, OH, OW)``
-    places ``dy``. Cached: the arrays must not be modified."""
+    ``conv2d_backward`` with chunks of at most ``n`` images and tiles of ``pixels``:
+    ``xframe = (HP, WP, PH, PW, 1, 1)`` places ``x`` in its padded buffer,
+    ``dframe = (HD, WD, KH-1, KW-1, SH, SW, OH, OW)`` places ``dy``. Cached: the arrays must
+    not be modified."""
     kh, kw, sh, sw, ph, pw, oh, ow = geom
     hp, wp = h + 2 * ph, _pitch(h + 2 * ph, w + 2 * pw)
     hd, wd = hp + kh - 1, _pitch(hp + kh - 1, w + 2 * pw + kw - 1)
     group = max(1, min(n, _DW_PIXELS // (oh * ow)))
     tables = (
         _offsets(0, ((oh, sh * wp), (group, c * hp * wp), (ow, sw))),
-        _offsets(0, ((kh, wp), (c, hp * wp), (kw, 1)), PIXELS),
-        _bounds(kh * c * kw, c * kw, oh, (1, sh, -ph, h), group * ow),
+        _offsets(0, ((kh, wp), (c, hp * wp), (kw, 1)), pixels),
+        _bounds(kh * c * kw, c * kw, oh, (1, sh, -ph, h), group * ow, pixels),
         _offsets(0, ((kh, wd), (oc, hd * wd), (kw, 1))),
-        _offsets(ph * wd + pw, ((h, wd), (w, 1)), PIXELS),
-        _bounds(h * w, w, kh, (1, 1, ph - kh + 1, (oh - 1) * sh + 1), oc * kw),
+        _offsets(ph * wd + pw, ((h, wd), (w, 1)), pixels),
+        _bounds(h * w, w, kh, (1, 1, ph - kh + 1, (oh - 1) * sh + 1), oc * kw, pixels),
     )
     return tables, (hp, wp, ph, pw, 1, 1), (hd, wd, kh - 1, kw - 1, sh, sw, oh, ow)
 
 
-def _unrolled(template: str, count: int, sep: str = "; ") -> str:
-    """Join ``template.format(i=i)`` for ``i < count``."""
-    return sep.join(template.format(i=i) for i in range(count))
+def _fma_tile_intrinsic(pixels: int):
+    """An intrinsic ``_fma_tile(X, inner, outer, j, k0, k1, m, iv, out, o0, count)``: the
+    register tile ``out[o0 + l, j + p] = iv[l] + sum_{k0 <= k < k1} X[inner[k] + outer[j + p]]
+    * m[k, l]`` for ``l < 16`` and ``p < count <= pixels``, written as LLVM vector code:
+    ``pixels`` accumulators of 16 lanes (the backend splits each into the vector registers
+    of the target: 1 zmm, 2 ymm or 4 q of float32), one vector load of ``m`` and one
+    broadcast of ``X`` per pixel and step, ``llvm.fma`` (the product is rounded once, as by
+    ``contract``). ``X, m, iv, out`` share one float dtype; ``inner, outer`` are uint64."""
+
+    @intrinsic
+    def _fma_tile(typingctx, X, inner, outer, j, k0, k1, m, iv, out, o0, count):
+        sig = nb_types.void(X, inner, outer, j, k0, k1, m, iv, out, o0, count)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            arrays = [
+                context.make_array(tys[i])(context, builder, args[i]) for i in (0, 1, 2, 6, 7, 8)
+            ]
+            xp, inner_p, outer_p, mp, ivp, outp = (a.data for a in arrays)
+            i64 = ir.IntType(64)
+            ints = [
+                context.cast(builder, args[i], tys[i], nb_types.int64) for i in (3, 4, 5, 9, 10)
+            ]
+            j0, kb, ke, row0, valid = ints
+            fty = context.get_value_type(tys[0].dtype)
+            vty = ir.VectorType(fty, LANES)
+            align = context.get_abi_sizeof(fty)
+            pitch = cgutils.unpack_tuple(builder, arrays[5].shape, 2)[1]
+            offs = [
+                builder.load(builder.gep(outer_p, [builder.add(j0, i64(p))]), typ=i64)
+                for p in range(pixels)
+            ]
+            start = builder.load(ivp, typ=vty, align=align)
+            suffix = f"v{LANES}f{8 * align}"
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.{suffix}"
+            )
+            splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+            entry = builder.basic_block
+            head = builder.append_basic_block("tile.head")
+            body = builder.append_basic_block("tile.body")
+            done = builder.append_basic_block("tile.done")
+            builder.branch(head)
+            builder.position_at_end(head)
+            k = builder.phi(i64)
+            accs = [builder.phi(vty) for _ in range(pixels)]
+            k.add_incoming(kb, entry)
+            for a in accs:
+                a.add_incoming(start, entry)
+            builder.cbranch(builder.icmp_signed("<", k, ke), body, done)
+            builder.position_at_end(body)
+            ik = builder.load(builder.gep(inner_p, [k]), typ=i64)
+            mv = builder.load(builder.gep(mp, [builder.mul(k, i64(LANES))]), typ=vty, align=align)
+            for p, a in enumerate(accs):
+                xv = builder.load(builder.gep(xp, [builder.add(ik, offs[p])]), typ=fty)
+                xs = builder.insert_element(ir.Constant(vty, ir.Undefined), xv, ir.IntType(32)(0))
+                bc = builder.shuffle_vector(xs, ir.Constant(vty, ir.Undefined), splat)
+                a.add_incoming(builder.call(fma, [bc, mv, a]), body)
+            k.add_incoming(builder.add(k, i64(1)), body)
+            builder.branch(head)
+            builder.position_at_end(done)
+            for p, a in enumerate(accs):
+                with builder.if_then(builder.icmp_signed("<", i64(p), valid), likely=True):
+                    col = builder.add(j0, i64(p))
+                    for lane in range(LANES):
+                        at = builder.add(builder.mul(builder.add(row0, i64(lane)), pitch), col)
+                        builder.store(
+                            builder.extract_element(a, i64(lane)), builder.gep(outp, [at])
+                        )
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return _fma_tile
 
 
-def _tile_oc_source() -> str:
-    """Source of ``_tile_oc``: ``out[o, j] = init[o] + sum_k X[inner[k] + outer[j]] * M[k, o]``
-    for ``M (O/16, K, 16)``, ``init (O/16, 16)``, ``len(outer)`` a multiple of 4, ``out`` at
-    least ``(O, len(outer))``; offsets are uint64. The tile of ``j`` in ``[4t, 4t + 4)`` sums
-    ``k`` over ``[bounds[t, 0], bounds[t, 1])`` only (the other terms read padding zeros)."""
-    acc = "\n".join(
-        "            " + _unrolled(f"a{p}_{{i}} = iv[{{i}}]", LANES) for p in range(PIXELS)
-    )
-    fma = "\n".join(
-        "                " + _unrolled(f"a{p}_{{i}} += x{p} * m{{i}}", LANES) for p in range(PIXELS)
-    )
-    store = "\n".join(
-        "            " + _unrolled(f"ot[{{i}}, {p}] = a{p}_{{i}}", LANES) for p in range(PIXELS)
-    )
-    return f"""
 def _tile_oc(X, inner, outer, bounds, M, init, out):
+    """``out[o, j] = init[o] + sum_k X[inner[k] + outer[j]] * M[k, o]`` for ``M (O/16, K,
+    16)``, ``init (O/16, 16)``, ``len(outer)`` a multiple of ``PIXELS`` (this variant's tile),
+    ``out`` C-contiguous with at least ``O`` rows and ``min(len(outer), out.shape[1])``
+    columns computed; offsets are uint64. The tile of ``j`` in ``[P t, P t + P)`` sums ``k``
+    over ``[bounds[t, 0], bounds[t, 1])`` only (the other terms read padding zeros).
+    ``PIXELS`` and ``_fma_tile`` are globals of each variant (``kernels``)."""
+    cols = out.shape[1]
     for ob in range(M.shape[0]):
-        iv = init[ob]
-        for j in range(0, outer.shape[0], {PIXELS}):
-            {_unrolled("o{i} = outer[j + {i}]", PIXELS)}
-{acc}
-            for k in range(bounds[j // {PIXELS}, 0], bounds[j // {PIXELS}, 1]):
-                ik = inner[k]
-                mk = M[ob, k]
-                {_unrolled("x{i} = X[ik + o{i}]", PIXELS)}
-                {_unrolled("m{i} = mk[{i}]", LANES)}
-{fma}
-            ot = out[ob * {LANES}:, j:]
-{store}
-"""
-
-
-# Compiled under this file's name, so that Numba's cache keys them to this file.
-exec(compile(_tile_oc_source(), __file__, "exec"))  # noqa: S102
-_tile_oc = helper(_tile_oc)  # noqa: F821
+        mb, iv = M[ob], init[ob]
+        for j in range(0, outer.shape[0], PIXELS):  # noqa: F821
+            t = j // PIXELS  # noqa: F821
+            count = min(PIXELS, cols - j)  # noqa: F821
+            _fma_tile(  # noqa: F821
+                X, inner, outer, j, bounds[t, 0], bounds[t, 1], mb, iv, out, ob * LANES, count
+            )
 
 
 @helper
@@ -260,8 +321,7 @@ def _span(t, chunks, n):
     return t * n // chunks, (t + 1) * n // chunks
 
 
-@chunk_kernel(slp_vectorize=True)
-def conv2d_forward(x, m, init, tables, pads, y2, t, chunks):
+def _forward(x, m, init, tables, pads, y2, t, chunks):
     """Chunk ``t`` of ``y2 (N, OC, OH*OW) = conv2d(x, w) + b``, with ``m = blocks(w)`` (taps
     in ``(kh, c, kw)`` order), ``init = blocks(b as (OC, 1, 1, 1))`` as ``(ceil(OC/16), 16)``
     and ``tables, pads = forward_plan(...)``. ``_tile_oc`` writes straight into ``y2[n]`` when
@@ -300,8 +360,7 @@ def _dw_group(dy2, x, g0, gn, bufs, frames, db_t):
                 db_t[ob, lane] += dyt[ob, k, lane]
 
 
-@chunk_kernel(slp_vectorize=True)
-def conv2d_backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
+def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
     """Chunk ``t`` of the backward pass: ``dx (N, C, H, W)`` of its images and their summed
     ``dw_parts[t] (OC, KH*C*KW)`` (taps in ``(kh, c, kw)`` order) and ``db_parts[t] (OC,)``,
     from ``dy2 (N, OC, OH*OW)``. ``wts = (blocks(wf), wt2)`` with ``wf (C, OC, KH, KW)`` the
@@ -344,3 +403,16 @@ def conv2d_backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chun
                 dw_t[o, r] += dwt[o, r]
     for o in range(oc_):
         db_parts[t, o] = db_lanes[o // LANES, o % LANES]
+
+
+@functools.cache
+def kernels(pixels: int) -> tuple:
+    """``(conv2d_forward, conv2d_backward)``: the chunk kernels of the variant whose register
+    tile has ``pixels`` pixels (``kernels._isa.pixels``). Each variant has its own qualified
+    names, hence its own cache files."""
+    tile = helper(
+        renamed(_tile_oc, f"_p{pixels}", _fma_tile=_fma_tile_intrinsic(pixels), PIXELS=pixels)
+    )
+    return tuple(
+        chunk_kernel(renamed(body, f"_p{pixels}", _tile_oc=tile)) for body in (_forward, _backward)
+    )
