@@ -151,6 +151,66 @@ def backward_plan(n: int, c: int, h: int, w: int, oc: int, geom: tuple, pixels: 
     return tables, (hp, wp, ph, pw, 1, 1), (hd, wd, kh - 1, kw - 1, sh, sw, oh, ow)
 
 
+def _transposed(pixels: int) -> tuple | None:
+    """How ``pixels`` accumulators of 16 lanes (accumulator ``p`` holds lanes ``(p, l)``,
+    ``l < 16``) become rows ``l`` of ``pixels`` values: ``(stages, rows)``, ``stages`` a list
+    of shuffle stages, each a list of ``(a, b, mask)`` (``shufflevector`` of vectors ``a`` and
+    ``b``), after which vector ``v`` holds rows ``rows[v]`` (``16 / pixels`` whole rows, in
+    order); ``None`` unless ``pixels`` is a power of two <= 16. Each stage merges pairs of
+    vectors of the same rows and disjoint pixels and splits each merge into its lower and
+    upper rows: ``log2(pixels)`` stages of ``pixels`` shuffles, against ``16 * pixels``
+    single-value stores."""
+    if pixels > LANES or pixels & (pixels - 1):
+        return None
+    vecs = [[(p, lane) for lane in range(LANES)] for p in range(pixels)]
+    stages = []
+    while len({p for p, _ in vecs[0]}) < pixels:
+        low, high = [], []
+        for i in range(0, pixels, 2):
+            cat = vecs[i] + vecs[i + 1]
+            both = sorted(cat, key=lambda e: (e[1], e[0]))
+            low.append((i, i + 1, [cat.index(e) for e in both[:LANES]], both[:LANES]))
+            high.append((i, i + 1, [cat.index(e) for e in both[LANES:]], both[LANES:]))
+        stages.append([op[:3] for op in low + high])
+        vecs = [op[3] for op in low + high]
+    return stages, [[lane for _, lane in v[::pixels]] for v in vecs]
+
+
+def _store_lanes(builder, accs, outp, row0, pitch, j0, valid) -> None:
+    """Store ``acc[p][l]`` at ``out[row0 + l, j0 + p]`` for ``p < valid``, one value at a time."""
+    i64 = ir.IntType(64)
+    for p, a in enumerate(accs):
+        with builder.if_then(builder.icmp_signed("<", i64(p), valid), likely=True):
+            col = builder.add(j0, i64(p))
+            for lane in range(LANES):
+                at = builder.add(builder.mul(builder.add(row0, i64(lane)), pitch), col)
+                builder.store(builder.extract_element(a, i64(lane)), builder.gep(outp, [at]))
+
+
+def _store_rows(builder, accs, plan, outp, row0, pitch, j0, align) -> None:
+    """Store ``acc[p][l]`` at ``out[row0 + l, j0 + p]`` for all ``p``: transpose the
+    accumulators as ``plan = _transposed(len(accs))`` says, then one vector store per row."""
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    stages, rows = plan
+    pixels, vecs = len(accs), list(accs)
+    for stage in stages:
+        vecs = [
+            builder.shuffle_vector(vecs[a], vecs[b], ir.Constant(ir.VectorType(i32, LANES), m))
+            for a, b, m in stage
+        ]
+    for vec, lanes in zip(vecs, rows, strict=True):
+        for r, lane in enumerate(lanes):
+            part = vec
+            if pixels < LANES:
+                mask = ir.Constant(
+                    ir.VectorType(i32, pixels), list(range(r * pixels, (r + 1) * pixels))
+                )
+                part = builder.shuffle_vector(vec, vec, mask)
+            at = builder.add(builder.mul(builder.add(row0, i64(lane)), pitch), j0)
+            dest = builder.bitcast(builder.gep(outp, [at]), part.type.as_pointer())
+            builder.store(part, dest, align=align)
+
+
 def _fma_tile_intrinsic(pixels: int):
     """An intrinsic ``_fma_tile(X, inner, outer, j, k0, k1, m, iv, out, o0, count)``: the
     register tile ``out[o0 + l, j + p] = iv[l] + sum_{k0 <= k < k1} X[inner[k] + outer[j + p]]
@@ -212,14 +272,16 @@ def _fma_tile_intrinsic(pixels: int):
             k.add_incoming(builder.add(k, i64(1)), body)
             builder.branch(head)
             builder.position_at_end(done)
-            for p, a in enumerate(accs):
-                with builder.if_then(builder.icmp_signed("<", i64(p), valid), likely=True):
-                    col = builder.add(j0, i64(p))
-                    for lane in range(LANES):
-                        at = builder.add(builder.mul(builder.add(row0, i64(lane)), pitch), col)
-                        builder.store(
-                            builder.extract_element(a, i64(lane)), builder.gep(outp, [at])
-                        )
+            plan = _transposed(pixels)
+            if plan is None:
+                _store_lanes(builder, accs, outp, row0, pitch, j0, valid)
+            else:
+                full = builder.icmp_signed("==", valid, i64(pixels))
+                with builder.if_else(full, likely=True) as (whole, edge):
+                    with whole:
+                        _store_rows(builder, accs, plan, outp, row0, pitch, j0, align)
+                    with edge:
+                        _store_lanes(builder, accs, outp, row0, pitch, j0, valid)
             return context.get_dummy_value()
 
         return sig, codegen
