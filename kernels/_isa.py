@@ -36,6 +36,7 @@ import numpy as np
 
 BLOCK = 16  # channels per tile: the weight packing (O/16, K, 16) of the conv kernels
 MAX_ACCUMULATORS = 16
+MAX_LANES = 2 * BLOCK
 
 
 class Isa(NamedTuple):
@@ -46,13 +47,23 @@ class Isa(NamedTuple):
     registers: int  # vector registers the compiler can allocate
     chains: int  # independent FMA chains needed to keep the FMA units busy
     offsets: int  # general-purpose registers free for the pixels' input offsets
+    fmas: int  # vector FMAs issued per cycle
+    loads: int  # loads issued per cycle
 
 
 ISAS = {
-    "avx512": Isa("avx512", 512, 32, 8, 8),
-    "avx2": Isa("avx2", 256, 16, 10, 8),
-    "neon": Isa("neon", 128, 32, 16, 16),
-    "generic": Isa("generic", 128, 16, 8, 8),  # SSE2: x86-64's baseline
+    # AVX-512 as on Skylake-SP: two 512-bit FMAs and two loads per cycle (Zen 4 does one
+    # 512-bit FMA per cycle, Zen 5 two, with up to four loads)
+    "avx512": Isa("avx512", 512, 32, 8, 8, 2, 2),
+    "avx2": Isa("avx2", 256, 16, 10, 8, 2, 2),
+    "neon": Isa("neon", 128, 32, 16, 16, 4, 3),  # Neoverse-V1
+    "generic": Isa("generic", 128, 16, 8, 8, 2, 2),  # SSE2: x86-64's baseline
+}
+
+# Cores whose FMA or load throughput differs from their ISA's entry in ISAS.
+CORES = {
+    "znver4": {"fmas": 1},  # 512-bit FMAs in two 256-bit halves: one per cycle
+    "znver5": {"loads": 4},
 }
 
 # CPU names (as LLVM spells them) whose default features include AVX-512F or AVX2, for a
@@ -93,6 +104,16 @@ def _target() -> tuple[str, str]:
 
 
 @functools.cache
+def host() -> Isa:
+    """The ISA entry the register tiles are shaped for: that of ``host_isa()``, with the
+    throughputs of the core Numba compiles for when ``CORES`` knows it (not when forced)."""
+    name = host_isa()
+    forced = bool(os.environ.get("FASTNET_ISA", "").strip())
+    core = {} if forced else CORES.get(_target()[0], {})
+    return ISAS[name]._replace(**core) if name in ("avx512", "avx2") else ISAS[name]
+
+
+@functools.cache
 def host_isa() -> str:
     """The ISA the register tiles are shaped for: ``$FASTNET_ISA`` if set, else that of the
     CPU Numba compiles for. Read once per process."""
@@ -106,9 +127,17 @@ def host_isa() -> str:
     return isa_of(*_target())
 
 
-def pixels(isa: str, dtype: np.dtype | type) -> int:
-    """Pixels per register tile for ``isa`` and element type ``dtype`` (the rule above)."""
-    spec = ISAS[isa]
-    vectors = max(1, BLOCK * np.dtype(dtype).itemsize * 8 // spec.vector_bits)
-    fits = (spec.registers - vectors - 1) // vectors
-    return max(1, min(fits, MAX_ACCUMULATORS // vectors, spec.offsets))
+def tile(spec: Isa, dtype: np.dtype | type, channels: int) -> tuple[int, int]:
+    """``(pixels, lanes)``: the register tile for ISA entry ``spec``, element type ``dtype``
+    and tiles over ``channels`` output channels (the rule above): ``lanes`` is 16 or, where
+    the loads of a 16-lane tile cannot keep up with its FMAs and ``channels > 16``, 32."""
+    lanes = BLOCK
+    while True:
+        vectors = max(1, lanes * np.dtype(dtype).itemsize * 8 // spec.vector_bits)
+        fits = (spec.registers - vectors - 1) // vectors
+        pixels = max(1, min(fits, MAX_ACCUMULATORS // vectors, spec.offsets))
+        fed = (pixels + vectors + 1) * spec.fmas <= pixels * vectors * spec.loads
+        wider_fits = spec.registers - 2 * vectors - 1 >= 2 * vectors
+        if fed or lanes >= MAX_LANES or lanes >= channels or not wider_fits:
+            return pixels, lanes
+        lanes *= 2

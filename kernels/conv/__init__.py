@@ -44,9 +44,10 @@ def _chunks(n: int, parallel: bool) -> int:
     return max(1, min(numba.get_num_threads(), n)) if parallel else 1
 
 
-def _pixels(dtype: np.dtype) -> int:
-    """Pixels per register tile on this machine (``kernels._isa``)."""
-    return _isa.pixels(_isa.host_isa(), dtype)
+def _tile(dtype: np.dtype, channels: int) -> tuple[int, int]:
+    """``(pixels, lanes)`` of the register tile on this machine (``kernels._isa``) for tiles
+    over ``channels`` output channels."""
+    return _isa.tile(_isa.host(), dtype, channels)
 
 
 def _taps(w: np.ndarray) -> np.ndarray:
@@ -93,12 +94,12 @@ def conv2d_forward(
         return impl.conv2d_forward(x, w, b, stride, padding)
     b = np.zeros(w.shape[0], dtype=w.dtype) if b is None else b
     y = np.empty((x.shape[0], w.shape[0], geom[6], geom[7]), dtype=x.dtype)
-    pixels = _pixels(x.dtype)
+    pixels, lanes = _tile(x.dtype, w.shape[0])
     tables, pads = cpu.forward_plan(*x.shape[1:], geom, pixels)
-    cpu.kernels(pixels)[0](
+    cpu.kernels(pixels, lanes)[0](
         x,
-        cpu.blocks(w),
-        cpu.blocks(b[:, None, None, None]).reshape(-1, cpu.LANES),
+        cpu.blocks(w, lanes),
+        cpu.blocks(b[:, None, None, None], lanes).reshape(-1, lanes),
         tables,
         pads,
         y.reshape(*y.shape[:2], geom[6] * geom[7]),
@@ -149,13 +150,13 @@ def conv2d_backward(
     dw_parts = np.empty((chunks, w.shape[0], w.shape[2] * w.shape[1] * w.shape[3]), w.dtype)
     db_parts = np.empty((chunks, w.shape[0]), dtype=w.dtype)
     n_chunk = -(-x.shape[0] // chunks)
-    pixels = _pixels(x.dtype)
+    pixels, lanes = _tile(x.dtype, min(w.shape[:2]))
     tables, xframe, dframe = cpu.backward_plan(n_chunk, *x.shape[1:], w.shape[0], geom, pixels)
     wf = w[:, :, ::-1, ::-1].swapaxes(0, 1)
-    cpu.kernels(pixels)[1](
+    cpu.kernels(pixels, lanes)[1](
         dy.reshape(*dy.shape[:2], geom[6] * geom[7]),
         x,
-        (cpu.blocks(wf), _taps(wf)),
+        (cpu.blocks(wf, lanes), _taps(wf)),
         tables,
         (xframe, dframe),
         dx,

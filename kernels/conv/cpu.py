@@ -64,7 +64,7 @@ from numba.extending import intrinsic
 from kernels._isa import BLOCK
 from kernels._jit import chunk_kernel, helper, renamed
 
-LANES = BLOCK  # channels per tile (weights packed as (O/16, K, 16))
+LANES = BLOCK  # channels per tile; each variant (``kernels``) sets its own
 RUN = 64  # pixels per row tile of ``_tile_px``
 _DW_PIXELS = 1024  # output pixels per ``dw`` tile call (a group of images)
 
@@ -104,16 +104,16 @@ def _pitch(rows: int, cols: int) -> int:
     return cols + 1 if rows * cols % 256 == 0 else cols
 
 
-def blocks(w: np.ndarray) -> np.ndarray:
-    """Weights ``w (O, I, KH, KW)`` as ``(ceil(O/16), KH*I*KW, 16)``, taps in ``(kh, i, kw)``
-    order, ``O`` zero-padded: the ``M`` of ``_tile_oc``. One strided copy (two copies took
-    4x longer, which counts at batch 1)."""
+def blocks(w: np.ndarray, lanes: int) -> np.ndarray:
+    """Weights ``w (O, I, KH, KW)`` as ``(ceil(O/L), KH*I*KW, L)`` for ``L = lanes``, taps in
+    ``(kh, i, kw)`` order, ``O`` zero-padded: the ``M`` of ``_tile_oc``. One strided copy (two
+    copies took 4x longer, which counts at batch 1)."""
     o, i, kh, kw = w.shape
-    ob = -(-o // LANES)
-    if o % LANES:
-        w = np.concatenate([w, np.zeros((ob * LANES - o, i, kh, kw), w.dtype)])
-    packed = w.reshape(ob, LANES, i, kh, kw).transpose(0, 3, 2, 4, 1)
-    return np.ascontiguousarray(packed).reshape(ob, kh * i * kw, LANES)
+    ob = -(-o // lanes)
+    if o % lanes:
+        w = np.concatenate([w, np.zeros((ob * lanes - o, i, kh, kw), w.dtype)])
+    packed = w.reshape(ob, lanes, i, kh, kw).transpose(0, 3, 2, 4, 1)
+    return np.ascontiguousarray(packed).reshape(ob, kh * i * kw, lanes)
 
 
 @functools.lru_cache(maxsize=64)
@@ -151,26 +151,26 @@ def backward_plan(n: int, c: int, h: int, w: int, oc: int, geom: tuple, pixels: 
     return tables, (hp, wp, ph, pw, 1, 1), (hd, wd, kh - 1, kw - 1, sh, sw, oh, ow)
 
 
-def _transposed(pixels: int) -> tuple | None:
-    """How ``pixels`` accumulators of 16 lanes (accumulator ``p`` holds lanes ``(p, l)``,
-    ``l < 16``) become rows ``l`` of ``pixels`` values: ``(stages, rows)``, ``stages`` a list
+def _transposed(pixels: int, lanes: int) -> tuple | None:
+    """How ``pixels`` accumulators of ``lanes`` lanes (accumulator ``p`` holds lanes ``(p, l)``,
+    ``l < lanes``) become rows ``l`` of ``pixels`` values: ``(stages, rows)``, ``stages`` a list
     of shuffle stages, each a list of ``(a, b, mask)`` (``shufflevector`` of vectors ``a`` and
-    ``b``), after which vector ``v`` holds rows ``rows[v]`` (``16 / pixels`` whole rows, in
-    order); ``None`` unless ``pixels`` is a power of two <= 16. Each stage merges pairs of
+    ``b``), after which vector ``v`` holds rows ``rows[v]`` (``lanes / pixels`` whole rows, in
+    order); ``None`` unless ``pixels`` is a power of two <= ``lanes``. Each stage merges pairs of
     vectors of the same rows and disjoint pixels and splits each merge into its lower and
-    upper rows: ``log2(pixels)`` stages of ``pixels`` shuffles, against ``16 * pixels``
+    upper rows: ``log2(pixels)`` stages of ``pixels`` shuffles, against ``lanes * pixels``
     single-value stores."""
-    if pixels > LANES or pixels & (pixels - 1):
+    if pixels > lanes or pixels & (pixels - 1):
         return None
-    vecs = [[(p, lane) for lane in range(LANES)] for p in range(pixels)]
+    vecs = [[(p, lane) for lane in range(lanes)] for p in range(pixels)]
     stages = []
     while len({p for p, _ in vecs[0]}) < pixels:
         low, high = [], []
         for i in range(0, pixels, 2):
             cat = vecs[i] + vecs[i + 1]
             both = sorted(cat, key=lambda e: (e[1], e[0]))
-            low.append((i, i + 1, [cat.index(e) for e in both[:LANES]], both[:LANES]))
-            high.append((i, i + 1, [cat.index(e) for e in both[LANES:]], both[LANES:]))
+            low.append((i, i + 1, [cat.index(e) for e in both[:lanes]], both[:lanes]))
+            high.append((i, i + 1, [cat.index(e) for e in both[lanes:]], both[lanes:]))
         stages.append([op[:3] for op in low + high])
         vecs = [op[3] for op in low + high]
     return stages, [[lane for _, lane in v[::pixels]] for v in vecs]
@@ -182,7 +182,7 @@ def _store_lanes(builder, accs, outp, row0, pitch, j0, valid) -> None:
     for p, a in enumerate(accs):
         with builder.if_then(builder.icmp_signed("<", i64(p), valid), likely=True):
             col = builder.add(j0, i64(p))
-            for lane in range(LANES):
+            for lane in range(a.type.count):
                 at = builder.add(builder.mul(builder.add(row0, i64(lane)), pitch), col)
                 builder.store(builder.extract_element(a, i64(lane)), builder.gep(outp, [at]))
 
@@ -195,13 +195,13 @@ def _store_rows(builder, accs, plan, outp, row0, pitch, j0, align) -> None:
     pixels, vecs = len(accs), list(accs)
     for stage in stages:
         vecs = [
-            builder.shuffle_vector(vecs[a], vecs[b], ir.Constant(ir.VectorType(i32, LANES), m))
+            builder.shuffle_vector(vecs[a], vecs[b], ir.Constant(ir.VectorType(i32, len(m)), m))
             for a, b, m in stage
         ]
     for vec, lanes in zip(vecs, rows, strict=True):
         for r, lane in enumerate(lanes):
             part = vec
-            if pixels < LANES:
+            if pixels < vec.type.count:
                 mask = ir.Constant(
                     ir.VectorType(i32, pixels), list(range(r * pixels, (r + 1) * pixels))
                 )
@@ -211,12 +211,12 @@ def _store_rows(builder, accs, plan, outp, row0, pitch, j0, align) -> None:
             builder.store(part, dest, align=align)
 
 
-def _fma_tile_intrinsic(pixels: int):
+def _fma_tile_intrinsic(pixels: int, lanes: int):
     """An intrinsic ``_fma_tile(X, inner, outer, j, k0, k1, m, iv, out, o0, count)``: the
     register tile ``out[o0 + l, j + p] = iv[l] + sum_{k0 <= k < k1} X[inner[k] + outer[j + p]]
-    * m[k, l]`` for ``l < 16`` and ``p < count <= pixels``, written as LLVM vector code:
-    ``pixels`` accumulators of 16 lanes (the backend splits each into the vector registers
-    of the target: 1 zmm, 2 ymm or 4 q of float32), one vector load of ``m`` and one
+    * m[k, l]`` for ``l < lanes`` and ``p < count <= pixels``, written as LLVM vector code:
+    ``pixels`` accumulators of ``lanes`` values (the backend splits each into the vector registers
+    of the target: 16 float32 are 1 zmm, 2 ymm or 4 q), one vector load of ``m`` and one
     broadcast of ``X`` per pixel and step, ``llvm.fma`` (the product is rounded once, as by
     ``contract``). ``X, m, iv, out`` share one float dtype; ``inner, outer`` are uint64."""
 
@@ -236,7 +236,7 @@ def _fma_tile_intrinsic(pixels: int):
             ]
             j0, kb, ke, row0, valid = ints
             fty = context.get_value_type(tys[0].dtype)
-            vty = ir.VectorType(fty, LANES)
+            vty = ir.VectorType(fty, lanes)
             align = context.get_abi_sizeof(fty)
             pitch = cgutils.unpack_tuple(builder, arrays[5].shape, 2)[1]
             offs = [
@@ -244,11 +244,11 @@ def _fma_tile_intrinsic(pixels: int):
                 for p in range(pixels)
             ]
             start = builder.load(ivp, typ=vty, align=align)
-            suffix = f"v{LANES}f{8 * align}"
+            suffix = f"v{lanes}f{8 * align}"
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.{suffix}"
             )
-            splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+            splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
             entry = builder.basic_block
             head = builder.append_basic_block("tile.head")
             body = builder.append_basic_block("tile.body")
@@ -263,7 +263,7 @@ def _fma_tile_intrinsic(pixels: int):
             builder.cbranch(builder.icmp_signed("<", k, ke), body, done)
             builder.position_at_end(body)
             ik = builder.load(builder.gep(inner_p, [k]), typ=i64)
-            mv = builder.load(builder.gep(mp, [builder.mul(k, i64(LANES))]), typ=vty, align=align)
+            mv = builder.load(builder.gep(mp, [builder.mul(k, i64(lanes))]), typ=vty, align=align)
             for p, a in enumerate(accs):
                 xv = builder.load(builder.gep(xp, [builder.add(ik, offs[p])]), typ=fty)
                 xs = builder.insert_element(ir.Constant(vty, ir.Undefined), xv, ir.IntType(32)(0))
@@ -272,7 +272,7 @@ def _fma_tile_intrinsic(pixels: int):
             k.add_incoming(builder.add(k, i64(1)), body)
             builder.branch(head)
             builder.position_at_end(done)
-            plan = _transposed(pixels)
+            plan = _transposed(pixels, lanes)
             if plan is None:
                 _store_lanes(builder, accs, outp, row0, pitch, j0, valid)
             else:
@@ -333,7 +333,6 @@ def _tile_px(X, inner, q0, M, out):
                     ot[i] += m * xk[i]
 
 
-@helper
 def _blocks(src, dst, k0, width, stride):
     """``dst[o // 16, row(p), o % 16] = src[o, p]`` with ``row(a*width + b) = k0 + a*stride + b``
     (``dst`` pre-zeroed: padded lanes stay 0); 16 contiguous lanes at a time."""
@@ -401,7 +400,6 @@ def _forward(x, m, init, tables, pads, y2, t, chunks):
             _crop(scratch, y2[n].reshape((y2.shape[1], 1, y2.shape[2])), 0)
 
 
-@helper
 def _dw_group(dy2, x, g0, gn, bufs, frames, db_t):
     """Pad images ``[g0, g0 + gn)`` into ``xg``, their ``dy`` into ``dyt`` (rows in
     ``(oh, image, ow)`` order) and add their ``dy`` sums to ``db_t (OC/16, 16)`` (16
@@ -468,13 +466,18 @@ def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
 
 
 @functools.cache
-def kernels(pixels: int) -> tuple:
+def kernels(pixels: int, lanes: int) -> tuple:
     """``(conv2d_forward, conv2d_backward)``: the chunk kernels of the variant whose register
-    tile has ``pixels`` pixels (``kernels._isa.pixels``). Each variant has its own qualified
-    names, hence its own cache files."""
-    tile = helper(
-        renamed(_tile_oc, f"_p{pixels}", _fma_tile=_fma_tile_intrinsic(pixels), PIXELS=pixels)
-    )
-    return tuple(
-        chunk_kernel(renamed(body, f"_p{pixels}", _tile_oc=tile)) for body in (_forward, _backward)
+    tile is ``pixels`` pixels x ``lanes`` channels (``kernels._isa.tile``). Each variant has
+    its own qualified names, hence its own cache files."""
+    suffix = f"_p{pixels}x{lanes}"
+
+    def variant(fn, **names):
+        return renamed(fn, suffix, LANES=lanes, **names)
+
+    tile = helper(variant(_tile_oc, _fma_tile=_fma_tile_intrinsic(pixels, lanes), PIXELS=pixels))
+    dw_group = helper(variant(_dw_group, _blocks=helper(variant(_blocks))))
+    return (
+        chunk_kernel(variant(_forward, _tile_oc=tile)),
+        chunk_kernel(variant(_backward, _tile_oc=tile, _dw_group=dw_group)),
     )
