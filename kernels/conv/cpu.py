@@ -18,20 +18,27 @@ in ``(kh, c, kw)`` order, so the taps that a row of outputs needs form one range
 - ``dw``: ``X`` = padded images of a group, ``k`` = ``(oh, image, ow)``, ``j`` = tap
   ``(kh, c, kw)``, ``M[k, o]`` = ``dy[image, o, oh, ow]``; ``db`` sums ``dy``.
 
-The tile (``_tile_oc``) keeps 4 values of ``j`` times 16 values of ``o`` in 64 scalar
-accumulators: LLVM's SLP vectorizer packs them into 8 AVX2 registers (float32), each step of
-``k`` is 4 broadcast loads of ``X``, 2 vector loads of ``M`` (repacked as ``(O/16, K, 16)``,
-zero-padded) and 8 fused multiply-adds. Measured on the 2-core Zen 3 dev VM (float32, one
-thread) it runs at 35-40 GFLOP/s on the VGG layer shapes, what a loop of nothing but 8
-independent FMA chains reaches there, against 9-12 GFLOP/s for im2col + one-thread sgemm.
-What matters: the SLP vectorizer (``slp_vectorize=True``, see ``kernels._jit``);
-``contract`` without ``reassoc`` (with ``reassoc`` LLVM vectorizes the ``k`` loop with
-gathers, much slower); 8 accumulator registers (more spill); unsigned offsets, so Numba
-emits no negative-index wraparound in the inner loop (it made the loop 1.5x slower). The
-tile's source is generated (``_unrolled``): 64 accumulators written by hand would be
-unreadable. Each tile sums ``k`` over ``bounds[t]`` only, the taps that read real input
-rows for some of its outputs (the others multiply zero padding: 2-13% of the work on the
-VGG layers). Row pitches of the padded buffers avoid multiples of 256 elements
+The register tile (``_tile_oc`` over the intrinsic ``_fma_tile``) keeps ``P`` values of
+``j`` times ``L`` values of ``o`` (``L = 16`` or ``32`` lanes) in ``P`` LLVM vectors of ``L``
+values, which the backend maps to the target's registers (one zmm per 16 float32 on
+AVX-512, two ymm on AVX2, four q on NEON); ``P`` and ``L`` come from one rule over the ISA's
+vector width, register count and FMA and load throughputs (``kernels._isa.tile``). Each
+step of ``k`` is one vector load of ``M`` (repacked as ``(O/L, K, L)``, zero-padded), one
+broadcast of ``X`` per pixel (folded into the FMA on AVX-512) and ``P`` ``llvm.fma``. The
+tile is written as vector code because the former scalar version (64 accumulators left to
+LLVM's SLP vectorizer) packed into 4 zmm with stack spills on AVX-512. The tile stores its
+result transposed in registers (``_transposed``: ``log2 P`` stages of shuffles, then one
+vector store per channel row), when ``P`` is a power of two. Each variant (tile shape) is
+its own set of compiled kernels (``kernels``), with the tile's shape in their names.
+Measured on a 2-core Zen 5 (AVX-512; 8 x 16 tile, float32, one thread): 120-178 GFLOP/s on
+the VGG layers (conv2..conv6), against 54-64 for the scalar tile and 187 for NumPy's
+4096^3 sgemm; ``tools/isa_check.py`` checks the loop for CPUs this machine is not.
+What matters: ``contract``-style single rounding (``llvm.fma``) and no ``reassoc`` (with it
+LLVM vectorizes the ``k`` loop with gathers); one general register per pixel for its
+offset (``P <= 8`` on x86-64, or the offsets spill); unsigned offsets, so Numba emits no
+negative-index wraparound. Each tile sums ``k`` over ``bounds[t]`` only, the taps that read
+real input rows for some of its outputs (the others multiply zero padding: 2-13% of the
+work on the VGG layers). Row pitches of the padded buffers avoid multiples of 256 elements
 (``_pitch``): planes 1-4 KiB apart share L1 cache sets, which made ``dx`` of the 28x28
 layer 15% slower.
 
