@@ -8,10 +8,15 @@ reports the register class, vector stack accesses in the loop (spills: must be 0
 iteration, and llvm-mca's throughput for that CPU's scheduling model as FLOP/cycle, against
 the model's peak (llvm-mca on a loop of independent register FMAs of the same width).
 
-    python tools/isa_check.py [--cpus haswell znver3 ...] [--min-fraction 0.85] [--mca PATH]
+    python tools/isa_check.py [--cpus haswell znver3 ...] [--min-fraction 0.85]
+                              [--allow CPU:TILE ...] [--mca PATH]
 
-Exit status 1 if a loop spills or runs below ``--min-fraction`` of the peak (or no loop is
-found), 2 if llvm-mca is missing (Debian: ``apt-get install llvm-19``).
+Exit status 1 if a loop spills, or runs below ``--min-fraction`` of the peak and is not
+named by ``--allow`` (printed as a known shortfall), or no loop is found; 2 if llvm-mca is
+missing (Debian: ``apt-get install llvm-19``). One known shortfall: a 16-lane tile on a core
+with two 512-bit FMAs and two loads per cycle (Skylake-SP) needs one broadcast load per FMA
+plus the weight and offset loads, so it is load-bound near ``P / (P + 2)``; the rule uses
+32 lanes there wherever a layer has more than 16 channels.
 """
 
 from __future__ import annotations
@@ -147,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpus", nargs="+", default=list(CPUS), help="LLVM CPU names")
     parser.add_argument("--min-fraction", type=float, default=0.85, help="of the model's peak")
+    parser.add_argument("--allow", nargs="*", default=[], help="CPU:TILE below the bar, reported")
     parser.add_argument("--mca", default=shutil.which("llvm-mca-19") or shutil.which("llvm-mca"))
     args = parser.parse_args(argv)
     if not args.mca:
@@ -164,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['instructions']} | {r['spills']} | {r['flops']:.1f} | {r['peak']:.1f} | "
                   f"{fraction:.0%} |", flush=True)  # fmt: skip
             if fraction < args.min_fraction:
-                problems.append(f"{cpu}: {r['tile']} tile at {fraction:.0%} of peak")
+                short = f"{cpu}: {r['tile']} tile at {fraction:.0%} of peak"
+                if f"{cpu}:{r['tile']}" in args.allow:
+                    print(f"known shortfall (--allow): {short}", file=sys.stderr)
+                else:
+                    problems.append(short)
         failed += problems
     for p in failed:
         print("FAIL", p, file=sys.stderr)
