@@ -279,7 +279,7 @@ def fit(
     augment_rng = np.random.default_rng([config.seed, 3])
     if resume is not None:
         _restore(path, saved, model, opt, state, (model_rng, augment_rng, shuffle_rng))
-    (x_train, t_train), (x_test, t_test) = load_dataset(config.dataset, config.data_dir)
+    (x_train, t_train), (x_test, t_test) = load_dataset(config.dataset, config.data_dir, log=log)
     (x_tr, t_tr), val = _split(config, x_train, t_train)
     x_ev, t_ev = val if val is not None else (x_test, t_test)
     eval_name = "val" if val is not None else "test"
