@@ -44,9 +44,20 @@ def _chunks(n: int, parallel: bool) -> int:
     return max(1, min(numba.get_num_threads(), n)) if parallel else 1
 
 
-def _tile(dtype: np.dtype, channels: int) -> tuple[int, int]:
-    """``(pixels, lanes)`` of the register tile on this machine (``kernels._isa``) for tiles
-    over ``channels`` output channels."""
+def tile(dtype: np.dtype, channels: int) -> tuple[int, int]:
+    """The register tile this machine uses (``kernels._isa.tile`` for the host's ISA).
+
+    Parameters
+    ----------
+    dtype : float32 or float64
+    channels : int
+        Output channels of the tiles (``OC`` forward; ``min(C, OC)`` backward).
+
+    Returns
+    -------
+    (pixels, lanes) : the tile's pixels and channels; ``kernels.conv.cpu.kernels(pixels,
+    lanes)`` are its kernels, ``cpu.blocks(w, lanes)`` its weight packing.
+    """
     return _isa.tile(_isa.host(), dtype, channels)
 
 
@@ -94,7 +105,7 @@ def conv2d_forward(
         return impl.conv2d_forward(x, w, b, stride, padding)
     b = np.zeros(w.shape[0], dtype=w.dtype) if b is None else b
     y = np.empty((x.shape[0], w.shape[0], geom[6], geom[7]), dtype=x.dtype)
-    pixels, lanes = _tile(x.dtype, w.shape[0])
+    pixels, lanes = tile(x.dtype, w.shape[0])
     tables, pads = cpu.forward_plan(*x.shape[1:], geom, pixels)
     cpu.kernels(pixels, lanes)[0](
         x,
@@ -150,7 +161,7 @@ def conv2d_backward(
     dw_parts = np.empty((chunks, w.shape[0], w.shape[2] * w.shape[1] * w.shape[3]), w.dtype)
     db_parts = np.empty((chunks, w.shape[0]), dtype=w.dtype)
     n_chunk = -(-x.shape[0] // chunks)
-    pixels, lanes = _tile(x.dtype, min(w.shape[:2]))
+    pixels, lanes = tile(x.dtype, min(w.shape[:2]))
     tables, xframe, dframe = cpu.backward_plan(n_chunk, *x.shape[1:], w.shape[0], geom, pixels)
     wf = w[:, :, ::-1, ::-1].swapaxes(0, 1)
     cpu.kernels(pixels, lanes)[1](

@@ -139,7 +139,7 @@ VARIANT_CASES = [CASES[i] for i in (1, 8, 9, 10)]
 @pytest.mark.parametrize("dtype_name, tile", VARIANTS, ids=str)
 @pytest.mark.parametrize("case", VARIANT_CASES, ids=str)
 def test_every_tile_variant_matches_reference(dtype_name, tile, case, rng, monkeypatch):
-    monkeypatch.setattr(conv, "_tile", lambda dtype, channels: tile)
+    monkeypatch.setattr(conv, "tile", lambda dtype, channels: tile)
     x, w, b, stride, padding = make_inputs(case, np.dtype(dtype_name), rng)
     y_ref = ref.conv2d_forward_ref(x, w, b, stride, padding)
     dy = rng.standard_normal(y_ref.shape).astype(dtype_name)
