@@ -76,6 +76,15 @@ def _number(check, expected: str):
     return parse
 
 
+def _augment_spec(text: str) -> int | str:
+    from fastnet.data.augment import canonical_augment
+
+    try:
+        return canonical_augment(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("augment: ")) from None
+
+
 _positive = _number(lambda v: 0 < v < float("inf"), "a number > 0")
 _non_negative = _number(lambda v: 0 <= v < float("inf"), "a number >= 0")
 _fraction = _number(lambda v: 0 <= v < 1, "a number in [0, 1)")
@@ -142,9 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--augment",
-        type=_non_negative_int,
+        type=_augment_spec,
         default=DEFAULTS["augment"],
-        help="shift training images by up to N pixels at random (0: no augmentation)",
+        help="random augmentation of training images: N (shifts of up to N pixels) or a spec "
+        "like shift=2,rotate=10,scale=0.1,elastic=34:4 (0: none)",
     )
     t.add_argument(
         "--dropout",
