@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "evaluate", help="test accuracy, per class, and the confusion matrix", formatter_class=fmt
     )
-    e.add_argument("checkpoint")
+    e.add_argument("checkpoint", nargs="?")
+    _ensemble_flag(e)
     e.add_argument("--data-dir")
     _device_flag(e)
     e.add_argument(
@@ -348,6 +349,35 @@ def _load_model(path: str):
     return model.eval(), config
 
 
+def _ensemble_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ensemble",
+        nargs="+",
+        metavar="RUN_OR_CHECKPOINT",
+        help="evaluate these models and the mean of their softmax outputs (a run folder "
+        "means its checkpoint.npz, the final weights) instead of one CHECKPOINT",
+    )
+
+
+def _evaluate_ensemble(args: argparse.Namespace, device: str) -> int:
+    from fastnet.data import load_dataset
+    from fastnet.ensemble import check_members, ensemble_evaluate, resolve_checkpoint
+
+    paths = [str(resolve_checkpoint(p)) for p in args.ensemble]
+    members = [_load_model(p) for p in paths]
+    dataset = check_members(paths, [config.dataset for _, config in members])
+    _, (x_test, t_test) = load_dataset(dataset, args.data_dir or members[0][1].data_dir)
+    with _compile_notice():
+        models = [model.to(device) for model, _ in members]
+        accuracies, acc, pred = ensemble_evaluate(models, paths, x_test, t_test)
+    for i, (path, (_, config), a) in enumerate(zip(paths, members, accuracies, strict=True)):
+        print(f"model {i + 1}: {path} ({config.model}): test accuracy {a:.4f}")
+    correct = int((pred == t_test).sum())
+    print(f"ensemble of {len(paths)} (mean of softmax outputs): test accuracy {acc:.4f} "
+          f"({correct}/{len(t_test)}) on {dataset}")  # fmt: skip
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -356,6 +386,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     device = _resolve_device(args.device)
     _check_data_dir(args.data_dir)
+    if (args.checkpoint is None) == (args.ensemble is None):
+        raise UsageError("give either one CHECKPOINT or --ensemble RUN_OR_CHECKPOINT...")
+    if args.ensemble:
+        if args.misclassified:
+            raise UsageError("--misclassified works with one CHECKPOINT, not --ensemble")
+        return _evaluate_ensemble(args, device)
     if args.misclassified:
         _check_writable_folder("--misclassified", Path(args.misclassified).parent)
     model, config = _load_model(args.checkpoint)
