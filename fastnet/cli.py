@@ -205,7 +205,51 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir")
 
     sub.add_parser("models", help="list the models and their parameter counts")
+    _experiment_parser(sub)
     return parser  # fmt: skip
+
+
+def _experiment_parser(sub: argparse._SubParsersAction) -> None:
+    from fastnet.experiments import NAMES
+
+    x = sub.add_parser(
+        "experiment",
+        help="run one of the book's experiments: figures (PNG) and numbers (JSON)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    x.add_argument("name", choices=NAMES)
+    x.add_argument("--out", help="output folder (default: runs/experiment-<name>-<time>)")
+    x.add_argument("--seed", type=_non_negative_int, default=0)
+    x.add_argument("--data-dir", help="MNIST root, as for train (the MNIST experiments)")
+    x.add_argument("--threads", type=_positive_int, default=None, help="default: all cores")
+    for flag, what in [
+        ("--iterations", "training iterations (optimizers, init; the book: 2000)"),
+        ("--epochs", "epochs (batchnorm 20, overfit 201, hparams 50 in the book)"),
+        ("--trials", "random-search trials (hparams; the book: 100)"),
+        ("--train-size", "training images used (the book: all; batchnorm 1000, overfit 300, "
+         "hparams 500)"),
+    ]:  # fmt: skip
+        x.add_argument(flag, type=_positive_int, default=None, help=what)
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from fastnet import experiments
+
+    _check_data_dir(args.data_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("runs") / f"experiment-{args.name}-{stamp}"
+    _check_writable(out)
+    _set_threads(args.threads)
+    settings = {k: getattr(args, k) for k in ("iterations", "epochs", "trials", "train_size")}
+    try:
+        with _compile_notice():
+            experiments.run(args.name, out, seed=args.seed, data_dir=args.data_dir, **settings)
+    except ValueError as e:
+        if type(e) is not ValueError:  # DataError and the like: their own exit codes
+            raise
+        raise UsageError(str(e)) from None
+    print(f"output folder: {out}")
+    return 0
 
 
 def _set_threads(threads: int | None) -> None:
@@ -465,6 +509,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "plot": cmd_plot,
     "models": cmd_models,
+    "experiment": cmd_experiment,
 }
 
 
