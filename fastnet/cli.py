@@ -221,7 +221,13 @@ def _experiment_parser(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--out", help="output folder (default: runs/experiment-<name>-<time>)")
     x.add_argument("--seed", type=_non_negative_int, default=0)
     x.add_argument("--data-dir", help="MNIST root, as for train (the MNIST experiments)")
-    x.add_argument("--threads", type=_positive_int, default=None, help="default: all cores")
+    x.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="threads for kernels and BLAS (the MLPs are too small to gain from more: "
+        "batchnorm took 5 s on 1 thread, 24 s on 2, on the shared 2-core VM)",
+    )
     for flag, what in [
         ("--iterations", "training iterations (optimizers, init; the book: 2000)"),
         ("--epochs", "epochs (batchnorm 20, overfit 201, hparams 50 in the book)"),
