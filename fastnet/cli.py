@@ -77,6 +77,15 @@ def _number(check, expected: str):
     return parse
 
 
+def _augment_spec(text: str) -> int | str:
+    from fastnet.data.augment import canonical_augment
+
+    try:
+        return canonical_augment(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("augment: ")) from None
+
+
 _positive = _number(lambda v: 0 < v < float("inf"), "a number > 0")
 _non_negative = _number(lambda v: 0 <= v < float("inf"), "a number >= 0")
 _fraction = _number(lambda v: 0 <= v < 1, "a number in [0, 1)")
@@ -131,7 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_train, _add_evaluate, _add_predict, _add_plot, _add_models, _add_download):
+    for add in (
+        _add_train,
+        _add_evaluate,
+        _add_predict,
+        _add_plot,
+        _add_models,
+        _add_download,
+        _add_experiment,
+    ):
         add(sub)
     return parser
 
@@ -175,10 +192,11 @@ def _train_what_flags(g: argparse._ArgumentGroup) -> None:
     )
     g.add_argument(
         "--augment",
-        metavar="N",
-        type=_non_negative_int,
+        metavar="SPEC",
+        type=_augment_spec,
         default=DEFAULTS["augment"],
-        help="shift training images by up to N pixels at random (0: no augmentation)",
+        help="random augmentation of training images: N (shifts of up to N pixels) or a spec "
+        "like shift=2,rotate=10,scale=0.1,elastic=34:4 (0: none)",
     )
     g.add_argument(
         "--dropout",
@@ -276,13 +294,16 @@ def _train_run_flags(g: argparse._ArgumentGroup) -> None:
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("evaluate", help="test accuracy, per class, and the confusion matrix")
-    e.add_argument("checkpoint", help="checkpoint.npz or best.npz of a run")
+    e.add_argument(
+        "checkpoint", nargs="?", help="checkpoint.npz or best.npz of a run (none with --ensemble)"
+    )
     e.add_argument(
         "--data-dir",
         metavar="DIR",
         help="folder with a DATASET/ subfolder of IDX files, searched first (default: the "
         "run's --data-dir, if it had one; then as in `fastnet train --help`)",
     )
+    _ensemble_flag(e)
     _device_flag(e)
     e.add_argument(
         "--misclassified", metavar="FILE.png", help="save a grid of misclassified images"
@@ -317,6 +338,58 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
         help="root folder to download into, as DATASET/ (default: $FASTNET_DATA_DIR, else "
         "~/.cache/fastnet)",
     )
+
+
+def _add_experiment(sub: argparse._SubParsersAction) -> None:
+    from fastnet.experiments import NAMES
+
+    x = sub.add_parser(
+        "experiment", help="run one of the book's experiments: figures (PNG) and numbers (JSON)"
+    )
+    x.add_argument("name", choices=NAMES, help="the experiment")
+    x.add_argument(
+        "--out", metavar="DIR", help="output folder (default: runs/experiment-<name>-<time>)"
+    )
+    x.add_argument(
+        "--seed", metavar="N", type=_non_negative_int, default=0, help="seed of every draw"
+    )
+    x.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    x.add_argument(
+        "--threads",
+        metavar="N",
+        type=_positive_int,
+        default=1,
+        help="threads for kernels and BLAS (the MLPs are too small to gain from more: "
+        "batchnorm took 5 s on 1 thread, 24 s on 2, on the shared 2-core VM)",
+    )
+    for flag, what in [
+        ("--iterations", "training iterations (optimizers, init; the book: 2000)"),
+        ("--epochs", "epochs (batchnorm 20, overfit 201, hparams 50 in the book)"),
+        ("--trials", "random-search trials (hparams; the book: 100)"),
+        ("--train-size", "training images used (the book: all; batchnorm 1000, overfit 300, "
+         "hparams 500)"),
+    ]:  # fmt: skip
+        x.add_argument(flag, metavar="N", type=_positive_int, default=None, help=what)
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from fastnet import experiments
+
+    _check_data_dir(args.data_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("runs") / f"experiment-{args.name}-{stamp}"
+    _check_writable(out)
+    _set_threads(args.threads)
+    settings = {k: getattr(args, k) for k in ("iterations", "epochs", "trials", "train_size")}
+    try:
+        with _compile_notice():
+            experiments.run(args.name, out, seed=args.seed, data_dir=args.data_dir, **settings)
+    except ValueError as e:
+        if type(e) is not ValueError:  # DataError and the like: their own exit codes
+            raise
+        raise UsageError(str(e)) from None
+    print(f"output folder: {out}")
+    return 0
 
 
 def _set_threads(threads: int | None) -> None:
@@ -460,6 +533,35 @@ def _load_model(path: str):
     return model.eval(), config
 
 
+def _ensemble_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ensemble",
+        nargs="+",
+        metavar="RUN_OR_CHECKPOINT",
+        help="evaluate these models and the mean of their softmax outputs (a run folder "
+        "means its checkpoint.npz, the final weights) instead of one CHECKPOINT",
+    )
+
+
+def _evaluate_ensemble(args: argparse.Namespace, device: str) -> int:
+    from fastnet.data import load_dataset
+    from fastnet.ensemble import check_members, ensemble_evaluate, resolve_checkpoint
+
+    paths = [str(resolve_checkpoint(p)) for p in args.ensemble]
+    members = [_load_model(p) for p in paths]
+    dataset = check_members(paths, [config.dataset for _, config in members])
+    _, (x_test, t_test) = load_dataset(dataset, args.data_dir or members[0][1].data_dir)
+    with _compile_notice():
+        models = [model.to(device) for model, _ in members]
+        accuracies, acc, pred = ensemble_evaluate(models, paths, x_test, t_test)
+    for i, (path, (_, config), a) in enumerate(zip(paths, members, accuracies, strict=True)):
+        print(f"model {i + 1}: {path} ({config.model}): test accuracy {a:.4f}")
+    correct = int((pred == t_test).sum())
+    print(f"ensemble of {len(paths)} (mean of softmax outputs): test accuracy {acc:.4f} "
+          f"({correct}/{len(t_test)}) on {dataset}")  # fmt: skip
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -468,6 +570,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     device = _resolve_device(args.device)
     _check_data_dir(args.data_dir)
+    if (args.checkpoint is None) == (args.ensemble is None):
+        raise UsageError("give either one CHECKPOINT or --ensemble RUN_OR_CHECKPOINT...")
+    if args.ensemble:
+        if args.misclassified:
+            raise UsageError("--misclassified works with one CHECKPOINT, not --ensemble")
+        return _evaluate_ensemble(args, device)
     if args.misclassified:
         _check_writable_folder("--misclassified", Path(args.misclassified).parent)
     model, config = _load_model(args.checkpoint)
@@ -551,6 +659,7 @@ COMMANDS = {
     "plot": cmd_plot,
     "models": cmd_models,
     "download": cmd_download,
+    "experiment": cmd_experiment,
 }
 
 

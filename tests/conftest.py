@@ -29,6 +29,7 @@ TOLERANCES: dict[str, dict[str, tuple[float, float]]] = {
     "batchnorm": {"float32": (1e-4, 1e-5), "float64": (1e-10, 1e-12)},
     "dropout": {"float32": (1e-6, 1e-7), "float64": (1e-14, 1e-15)},
     "optim": {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-14)},
+    "augment": {"float32": (1e-5, 1e-5), "float64": (1e-12, 1e-12)},
 }
 
 # The first 1,000 Fashion-MNIST test images and labels (tools/make_fashion_mnist_subset.py).

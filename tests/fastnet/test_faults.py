@@ -49,7 +49,7 @@ from fastnet.cli import main
 
 mode, k = sys.argv[1], int(sys.argv[2])
 count = {"steps": 0, "writes": 0}
-shift, atomic_write, replace = train.random_shift, checkpoint.atomic_write, os.replace
+shift, atomic_write, replace = train.augment_batch, checkpoint.atomic_write, os.replace
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -91,7 +91,7 @@ def hooked_replace(src, dst):
     if armed and mode == "kill-after-rename":
         die()
 
-train.random_shift = step
+train.augment_batch = step
 checkpoint.atomic_write = hooked_atomic_write
 os.replace = hooked_replace
 sys.exit(main(sys.argv[3:]))
