@@ -147,6 +147,7 @@ def backward_plan(n: int, c: int, h: int, w: int, oc: int, geom: tuple, pixels: 
     hp, wp = h + 2 * ph, _pitch(h + 2 * ph, w + 2 * pw)
     hd, wd = hp + kh - 1, _pitch(hp + kh - 1, w + 2 * pw + kw - 1)
     group = max(1, min(n, _DW_PIXELS // (oh * ow)))
+    group = max(1, -(-n // max(1, -(-n // group))))  # groups evenly filled: the last pads less
     tables = (
         _offsets(0, ((oh, sh * wp), (group, c * hp * wp), (ow, sw))),
         _offsets(0, ((kh, wp), (c, hp * wp), (kw, 1)), pixels),
