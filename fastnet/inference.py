@@ -57,6 +57,7 @@ from kernels.affine import cpu as affine_cpu
 from kernels.batchnorm import batchnorm_forward
 from kernels.conv import conv2d_forward
 from kernels.conv import cpu as conv_cpu
+from kernels.conv import tile as conv_tile
 from kernels.fused import cpu as fused_cpu
 from kernels.pool import avgpool2d_forward, maxpool2d_forward
 
@@ -337,10 +338,11 @@ class _ConvStep(_Step):
     """Conv2d (batch norm folded in) and its epilogue: ``""``, ``"relu"`` (in place) or
     ``"relu+maxpool2x2"`` (one fused pass into a quarter-size buffer).
 
-    The seam to ``kernels.conv.cpu``: the weights are packed once (``blocks``), the offset
-    tables come from ``forward_plan`` per input shape, and ``conv2d_forward`` (a chunk
-    kernel) runs on them; the batch is split over the threads by images, or, for fewer
-    images than threads, each image over blocks of output channels (``_parts``).
+    The seam to ``kernels.conv``: the host's register tile (``tile``) picks the kernel
+    variant (``cpu.kernels``), the weights are packed once for it (``cpu.blocks``), the
+    offset tables come from ``cpu.forward_plan`` per input shape, and the forward chunk
+    kernel runs on them; the batch is split over the threads by images, or, for fewer images
+    than threads, each image over blocks of output channels (``_parts``).
     """
 
     def __init__(
@@ -355,15 +357,16 @@ class _ConvStep(_Step):
         super().__init__(name)
         self.w, self.b, self.stride, self.padding = w, b, stride, padding
         self.epilogue = epilogue
-        self.m = conv_cpu.blocks(w)
-        self.init = conv_cpu.blocks(b[:, None, None, None]).reshape(-1, conv_cpu.LANES)
+        self.pixels, self.lanes = conv_tile(w.dtype, w.shape[0])
+        self.forward = conv_cpu.kernels(self.pixels, self.lanes)[0]
+        self.m = conv_cpu.blocks(w, self.lanes)
+        self.init = conv_cpu.blocks(b[:, None, None, None], self.lanes).reshape(-1, self.lanes)
 
     def _prepare(self, x: np.ndarray) -> tuple:
         oh, ow = conv2d_forward(_probe(x), self.w, self.b, self.stride, self.padding).shape[2:]
         oc, _, kh, kw = self.w.shape
-        tables, pads = conv_cpu.forward_plan(
-            *x.shape[1:], (kh, kw, *self.stride, *self.padding, oh, ow)
-        )
+        geom = (kh, kw, *self.stride, *self.padding, oh, ow)
+        tables, pads = conv_cpu.forward_plan(*x.shape[1:], geom, self.pixels)
         y = np.empty((x.shape[0], oc, oh, ow), self.w.dtype)
         out = y
         if self.epilogue == "relu+maxpool2x2":
@@ -382,12 +385,10 @@ class _ConvStep(_Step):
                 for n in range(x.shape[0])
                 for p in range(parts)
             ]
-            _jit.run_calls(conv_cpu.conv2d_forward.body, calls)
+            _jit.run_calls(self.forward.body, calls)
         else:
             chunks = max(1, min(threads, x.shape[0]))
-            conv_cpu.conv2d_forward(
-                x, self.m, self.init, tables, pads, y2, chunks=chunks, parallel=chunks > 1
-            )
+            self.forward(x, self.m, self.init, tables, pads, y2, chunks=chunks, parallel=chunks > 1)
         if self.epilogue == "relu":
             activation_cpu.relu_forward(y.reshape(-1), y.reshape(-1))
         elif self.epilogue:
@@ -398,8 +399,8 @@ class _ConvStep(_Step):
 
     def _parts(self, n: int, pixels: int, threads: int) -> int:
         """Parts each of ``n`` images is split into: 1 when the images alone keep the threads
-        busy, else up to one per thread, at most one per block of 16 output channels, each
-        with at least ``SPLIT_MIN_FLOPS`` of work."""
+        busy, else up to one per thread, at most one per block of output channels (the
+        tile's lanes), each with at least ``SPLIT_MIN_FLOPS`` of work."""
         if n >= threads:
             return 1
         flops = 2 * self.w.size * pixels
@@ -410,7 +411,7 @@ class _ConvStep(_Step):
         channels, its channels of ``y2`` (contiguous: one image)."""
         blocks = self.m.shape[0]
         b0, b1 = p * blocks // parts, (p + 1) * blocks // parts
-        c0, c1 = b0 * conv_cpu.LANES, min(b1 * conv_cpu.LANES, y2.shape[1])
+        c0, c1 = b0 * self.lanes, min(b1 * self.lanes, y2.shape[1])
         return (
             x[n : n + 1],
             self.m[b0:b1],

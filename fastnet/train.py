@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from fastnet import backend, checkpoint, inference, models, optim
-from fastnet.data import DATASETS, iterate_batches, load_dataset, random_shift
+from fastnet.data import DATASETS, iterate_batches, load_dataset
+from fastnet.data.augment import EXAMPLE, augment_batch, parse_augment
 from fastnet.errors import (
     CheckpointError,
     ConfigError,
@@ -59,7 +60,7 @@ class TrainConfig:
     val_split: float = 0.0
     limit: int | None = None
     checkpoint_every: int = 0
-    augment: int = 0
+    augment: int | str = 0  # see fastnet.data.augment: 2, or "shift=2,rotate=10,..."
     dropout: float | None = None  # drop rate of vgg's Dropout layers; None: the book's 0.5
 
     def validate(self) -> None:
@@ -87,8 +88,8 @@ class TrainConfig:
              "a fraction in [0, 1)"),
             (self.limit is None or (_is_int(self.limit) and self.limit >= 1), "limit",
              "an integer >= 1"),
-            (_is_int(self.augment) and 0 <= self.augment <= 8, "augment",
-             "an integer shift in pixels from 0 to 8"),
+            (_valid_augment(self.augment), "augment",
+             f"an integer shift in pixels from 0 to 8 or a spec like {EXAMPLE}"),
             (_is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every",
              "an integer >= 0"),
             (self.dropout is None or (_is_real(self.dropout) and 0 <= self.dropout < 1),
@@ -103,6 +104,13 @@ class TrainConfig:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _valid_augment(v: Any) -> bool:
+    try:
+        return not isinstance(v, bool) and parse_augment(v) is not None
+    except ValueError:
+        return False
 
 
 def _is_real(v: Any) -> bool:
@@ -281,7 +289,7 @@ def fit(
     augment_rng = np.random.default_rng([config.seed, 3])
     if resume is not None:
         _restore(path, saved, model, opt, state, (model_rng, augment_rng, shuffle_rng))
-    (x_train, t_train), (x_test, t_test) = load_dataset(config.dataset, config.data_dir)
+    (x_train, t_train), (x_test, t_test) = load_dataset(config.dataset, config.data_dir, log=log)
     (x_tr, t_tr), val = _split(config, x_train, t_train)
     x_ev, t_ev = val if val is not None else (x_test, t_test)
     eval_name = "val" if val is not None else "test"
@@ -321,7 +329,7 @@ def fit(
             bar = _Bar(show, n_steps, state.step, f"epoch {epoch + 1}/{config.epochs}")
             t0 = time.perf_counter()
             for x, t in islice(batches, state.step, None):
-                logits = model(backend.to(random_shift(x, config.augment, augment_rng), device))
+                logits = model(backend.to(augment_batch(x, config.augment, augment_rng), device))
                 loss = loss_fn(logits, t)
                 if not math.isfinite(loss):
                     bar.close()
