@@ -63,11 +63,12 @@ from kernels.pool import avgpool2d_forward, maxpool2d_forward
 
 # A convolution on fewer images than threads is split over blocks of output channels when
 # each part gets at least this many FLOPs per image. The parts run on Python threads
-# (``kernels._jit.run_calls``), and waking one and handing it the GIL costs 50-65 us on the
-# 2-core Zen 5 VM (one image, 2 threads, best of 7): a 4.7 MFLOP layer took 100 us split
-# against 78 us whole, a 14.5 MFLOP one 194 us against 257 us, 57.8 MFLOP 626 against
-# 1081 us. So none of VGG's layers (at most 4.7 MFLOP per image) is split at batch 1.
-SPLIT_MIN_FLOPS = 6_000_000
+# (``kernels._jit.run_calls``), and waking one and handing it the GIL costs 50-70 us on the
+# 2-core Zen 5 VM. Measured there with the per-ISA tiles (one image, 2 threads, quiet
+# machine, medians of 7): 14.5 MFLOP took 121 us split against 100 us whole, 28.9 MFLOP
+# 167 against 173 us, 57.8 MFLOP 254 against 360 us, 115.6 MFLOP 464 against 733 us. So
+# none of VGG's layers (at most 4.7 MFLOP per image) is split at batch 1.
+SPLIT_MIN_FLOPS = 14_000_000
 # Input shapes whose buffers a step keeps (the oldest is dropped beyond this).
 SHAPES_KEPT = 4
 
