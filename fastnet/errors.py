@@ -23,3 +23,8 @@ class TrainingDiverged(FastnetError):
 
 class TrainingInterrupted(FastnetError):
     """Training stopped on Ctrl-C after saving a checkpoint; the message says how to resume."""
+
+
+class DistributedError(FastnetError):
+    """The processes of an MPI job cannot train together (launched without mpi4py, or they
+    do not start from the same data, weights or configuration)."""
