@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import zlib
 from collections.abc import Sequence
@@ -36,6 +37,13 @@ from fastnet.module import Module
 # Environment variables in which MPI launchers give each process the job's size:
 # Open MPI's mpirun; MPICH's and Intel MPI's mpiexec (Hydra), and srun --mpi=pmi2.
 LAUNCHER_SIZE = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+# Signals that stop training at the next step under MPI, as Ctrl-C does in one process: mpirun
+# and srun forward SIGUSR1 to every rank (and Slurm sends it at ``sbatch --signal=USR1@60``);
+# launchers stop a job with SIGTERM (Slurm at the time limit; Open MPI's mpirun on Ctrl-C,
+# with SIGKILL 0.25 s later, mostly too soon to save).
+STOP_SIGNALS = tuple(
+    getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, s)
+)
 # Seed key of the per-rank dropout streams: ``default_rng([seed, DROPOUT_STREAM, rank])``.
 DROPOUT_STREAM = 4
 

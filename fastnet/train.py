@@ -180,7 +180,8 @@ class _State:
 
 
 class _Interrupt:
-    """SIGINT sets a flag; the loop stops at the next step boundary and checkpoints."""
+    """SIGINT (under MPI: ``distributed.STOP_SIGNALS``) sets a flag; the loop stops at the
+    next step boundary and checkpoints."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -298,8 +299,8 @@ def fit(
     if state.epoch >= config.epochs:
         log(f"nothing to do: all {config.epochs} epochs are done; pass more --epochs to go on")
     show = ranks.is_root and (sys.stdout.isatty() if progress is None else progress)
-    stop_signals = (signal.SIGINT,) if ranks.size == 1 else (signal.SIGINT, signal.SIGTERM)
-    with _stop_flag(stop_signals) as interrupt:
+    signals = (signal.SIGINT,) if ranks.size == 1 else distributed.STOP_SIGNALS
+    with _stop_flag(signals) as interrupt:
         return [run.train_epoch(e, interrupt, show, log) for e in range(state.epoch, config.epochs)]
 
 
