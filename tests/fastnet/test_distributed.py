@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_identical_checkpoints
 
 import fastnet
 from fastnet import checkpoint, distributed, models, optim, train
@@ -271,22 +272,6 @@ FAULT_RUN = ["--model", "vgg-bn", "--epochs", "2", "--checkpoint-every", "2", "-
 FAULT_LIMIT = 30  # s from the fault to the end of the job
 
 
-def load_all(path: Path) -> tuple[dict, dict, dict]:
-    model_state, optim_state, meta = checkpoint.load(path)
-    meta["state"].pop("train_seconds")  # wall-clock time, the one field that may differ
-    return model_state, optim_state, meta
-
-
-def assert_identical(a: Path, b: Path) -> None:
-    """Weights, optimizer state and saved progress of two checkpoints are bit-identical."""
-    (model_a, optim_a, meta_a), (model_b, optim_b, meta_b) = load_all(a), load_all(b)
-    assert meta_a == meta_b
-    for state_a, state_b in ((model_a, model_b), (optim_a, optim_b)):
-        assert state_a.keys() == state_b.keys()
-        for name, value in state_a.items():
-            np.testing.assert_array_equal(state_b[name], value, err_msg=name)
-
-
 def progress(path: Path) -> int:
     """Training steps done in the checkpoint ``path`` (fails if it does not load)."""
     _, _, meta = checkpoint.load(path)
@@ -329,7 +314,7 @@ def test_a_rank_killed_or_failing_ends_the_job_and_its_checkpoint_resumes_bit_id
     assert progress(out / "checkpoint.npz") == kept
     done = resume(out, 2)
     assert done.returncode == 0, done.stderr
-    assert_identical(out / "checkpoint.npz", uninterrupted)
+    assert_identical_checkpoints(out / "checkpoint.npz", uninterrupted)
 
 
 STOPS = [("SIGINT", "ranks"), ("SIGUSR1", "mpirun")]
@@ -367,7 +352,7 @@ def test_ctrl_c_saves_once_exits_and_resumes_bit_identically(
     assert progress(out / "checkpoint.npz") == 8
     done = resume(out, 2)
     assert done.returncode == 0, done.stderr
-    assert_identical(out / "checkpoint.npz", uninterrupted)
+    assert_identical_checkpoints(out / "checkpoint.npz", uninterrupted)
 
 
 def test_a_checkpoint_resumes_on_another_number_of_processes(uninterrupted, tmp_path):
