@@ -308,7 +308,12 @@ def _silent(line: str) -> None:
     """The log of ranks other than 0."""
 
 
-def _start(config: TrainConfig, resume: str | Path | None, epochs: int | None, ranks):
+def _start(
+    config: TrainConfig,
+    resume: str | Path | None,
+    epochs: int | None,
+    ranks: distributed.World,
+) -> tuple[Path | None, TrainConfig, _State, Any]:
     """``(path, config, state, saved)`` to start from: ``config`` and a fresh state, or the
     checkpoint ``resume`` (``saved``: its arrays), which rank 0 alone reads; the other ranks
     receive its path, configuration and state (their ``saved`` is None)."""
@@ -334,7 +339,14 @@ class _Run:
     a call on ``ranks`` at a few points (the shard, the gradient reduction, the evaluation
     counts, who writes), each a no-op in one process."""
 
-    def __init__(self, config: TrainConfig, state: _State, device: str, ranks, folder) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        state: _State,
+        device: str,
+        ranks: distributed.World,
+        folder: _Folder,
+    ) -> None:
         self.config, self.state, self.device, self.ranks, self.folder = (
             config, state, device, ranks, folder)  # fmt: skip
         if ranks.size > 1 and device != "cpu":
@@ -353,7 +365,7 @@ class _Run:
             self.reducer = distributed.Reducer(self.model, ranks, buffers=True, extras=3)
         self.data = _load_data(config, ranks)
 
-    def restore(self, path: Path | None, saved) -> None:
+    def restore(self, path: Path | None, saved: Any) -> None:
         """Load a checkpoint's arrays (rank 0) and generator states; under MPI, give every
         rank rank 0's weights and optimizer state, then check that all hold the same run."""
         if saved is not None:
@@ -394,7 +406,9 @@ class _Run:
                 CheckpointError(f"{path}: does not fit its model and optimizer: {e}")
             ) from None
 
-    def train_epoch(self, epoch: int, interrupt: _Interrupt, show: bool, log) -> dict:
+    def train_epoch(
+        self, epoch: int, interrupt: _Interrupt, show: bool, log: Callable[[str], None]
+    ) -> dict:
         """Train the rest of ``epoch`` (0-based), evaluate, checkpoint; return its metrics."""
         config, state = self.config, self.state
         if state.shuffle_state is not None:  # resuming: replay this epoch's order
@@ -427,7 +441,9 @@ class _Run:
         state.train_seconds += time.perf_counter() - t0
         return self._end_epoch(epoch, log)
 
-    def step(self, x: np.ndarray, t: np.ndarray, interrupt: _Interrupt, epoch: int):
+    def step(
+        self, x: np.ndarray, t: np.ndarray, interrupt: _Interrupt, epoch: int
+    ) -> tuple[float, int, bool]:
         """One step on the global batch ``(x, t)``: this rank's shard forward and backward,
         the gradient reduction, the optimizer update.
 
@@ -466,7 +482,7 @@ class _Run:
             correct = int(np.sum(pred == t[mine]))
         return self.ranks.sum_ints([correct])[0] / len(t)
 
-    def _end_epoch(self, epoch: int, log) -> dict:
+    def _end_epoch(self, epoch: int, log: Callable[[str], None]) -> dict:
         """Evaluate, append the metrics line, checkpoint (and ``best.npz``)."""
         state, x_ev, t_ev, eval_name = self.state, *self.data[2:]
         acc = self.evaluate(x_ev, t_ev)
@@ -524,7 +540,7 @@ class _Run:
             f"resume with: {command} train --resume {self.folder.path / 'checkpoint.npz'}"
         ))  # fmt: skip
 
-    def dry_run(self, log) -> dict:
+    def dry_run(self, log: Callable[[str], None]) -> dict:
         """Train one batch and evaluate one, write nothing."""
         x_tr, t_tr, x_ev, t_ev, _ = self.data
         batch = self.config.batch_size
@@ -537,7 +553,7 @@ class _Run:
         return {"train_loss": loss, "accuracy": acc}
 
 
-def _load_data(config: TrainConfig, ranks):
+def _load_data(config: TrainConfig, ranks: distributed.World) -> tuple:
     """``(x_train, t_train, x_eval, t_eval, eval_name)``: rank 0 reads (and downloads the
     dataset if needed) before the other ranks read theirs."""
     if not ranks.is_root:
@@ -648,7 +664,7 @@ def _load_resume(resume: str | Path, epochs: int | None):
     return path, saved, state, (model_state, optim_state)
 
 
-def _restore(path: Path, saved, model: Module, opt: optim.Optimizer) -> None:
+def _restore(path: Path, saved: Any, model: Module, opt: optim.Optimizer) -> None:
     """Load the weights and optimizer state of a checkpoint into place."""
     model_state, optim_state = saved
     try:
