@@ -327,10 +327,6 @@ def _start(
         )  # fmt: skip
         path = Path(document["path"])
         config, state = TrainConfig(**document["config"]), _State(**document["state"])
-    if config.batch_size % ranks.size:
-        raise ranks.agreed(ConfigError(
-            f"batch_size {config.batch_size} is the global batch: it must be a multiple of "
-            f"the {ranks.size} processes"))  # fmt: skip
     return path, config, state, saved
 
 
@@ -381,6 +377,10 @@ class _Run:
                             self.augment_rng.bit_generator.state],
                 progress=dataclasses.asdict(self.state),
             )  # fmt: skip
+        if self.config.batch_size % self.ranks.size:  # checked once the ranks agree on it
+            raise self.ranks.agreed(ConfigError(
+                f"batch_size {self.config.batch_size} is the global batch: it must be a "
+                f"multiple of the {self.ranks.size} processes"))  # fmt: skip
 
     def _set_generators(self, path: Path | None) -> None:
         """The checkpoint's generator states; the rank's own dropout stream under MPI."""
