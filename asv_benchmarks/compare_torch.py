@@ -7,15 +7,19 @@ Run with torch installed (``pip install torch==2.13.0``, a CPU build)::
 Both run in this one process, float32, batch 100 unless noted, with the same thread
 count; every measurement alternates fastnet and torch round by round and reports the
 median (and the min-max spread) of each, and the ratio fastnet time / torch time
-(below 1: fastnet is faster).
+(below 1: fastnet is faster). It prints the machine first (CPU model, avx2/avx512f, the
+ISA and register tiles fastnet picked) and the machine's ceiling: NumPy's 4096^3 float32
+matrix product on the same threads, in a child process without ``OPENBLAS_CORETYPE`` (which
+some machines here set to an older, slower kernel); each convolution is also quoted in
+GFLOP/s and as a fraction of that ceiling.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,7 +44,56 @@ def timeit(fn: Callable[[], object], min_seconds: float = 0.2) -> float:
             return elapsed / n
 
 
-def compare(rows: list, name: str, candidates: dict[str, Callable[[], object]], rounds: int):
+SGEMM = """
+import time, numpy as np
+from threadpoolctl import threadpool_limits
+a = np.random.default_rng(0).standard_normal((4096, 4096)).astype(np.float32)
+best = float("inf")
+with threadpool_limits({threads}):
+    a @ a
+    for _ in range(3):
+        t = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t)
+print(2 * 4096**3 / best / 1e9)
+"""
+
+
+def machine(threads: int) -> tuple[str, float]:
+    """A line naming the CPU, and the sgemm ceiling in GFLOP/s on ``threads`` threads."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+
+    def field(name: str) -> str:
+        return next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
+                     if ln.startswith(name)), "?")  # fmt: skip
+
+    model = f"{field('model name')} (family {field('cpu family')}, model {field('model')})"
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                  if ln.startswith("flags")), [])  # fmt: skip
+    import llvmlite.binding as llvm
+    import numpy as np
+
+    from kernels import _isa
+
+    host = _isa.host()
+    tiles = sorted({_isa.tile(host, np.float32, c) for c in (16, 32, 64)})
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    }
+    out = subprocess.run([sys.executable, "-c", SGEMM.format(threads=threads)], env=env,
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    ceiling = float(out.split()[-1])
+    line = (f"{model}; avx2 {'avx2' in flags}, avx512f {'avx512f' in flags}; "
+            f"LLVM host CPU {llvm.get_host_cpu_name()}; fastnet ISA {host.name}, float32 tiles "
+            f"{', '.join(f'{p}x{lanes}' for p, lanes in tiles)} (pixels x lanes); "
+            f"sgemm ceiling {ceiling:.0f} GFLOP/s on {threads} threads")  # fmt: skip
+    return line, ceiling
+
+
+def compare(rows: list, name: str, candidates: dict[str, Callable[[], object]], rounds: int,
+            flops: float = 0.0, ceiling: float = 0.0):  # fmt: skip
+    """Time ``candidates`` round by round; ``flops`` per call adds GFLOP/s (and the fraction
+    of ``ceiling``) to the printed line."""
     times: dict[str, list[float]] = {k: [] for k in candidates}
     for _ in range(rounds):
         for key, fn in candidates.items():
@@ -48,7 +101,13 @@ def compare(rows: list, name: str, candidates: dict[str, Callable[[], object]], 
     rows.append((name, {k: (statistics.median(v), min(v), max(v)) for k, v in times.items()}))
     med = {k: v[0] for k, v in rows[-1][1].items()}
     ratios = "  ".join(f"{k}/fastnet {med[k] / med['fastnet']:.2f}x" for k in med if k != "fastnet")
-    print(f"  {name:<28} fastnet {med['fastnet'] * 1e3:8.2f} ms   {ratios}", flush=True)
+    rates = ""
+    if flops:
+        rates = "  " + "  ".join(
+            f"{k} {flops / t / 1e9:.0f} GF/s ({flops / t / 1e9 / ceiling:.0%})"
+            for k, t in med.items()
+        )
+    print(f"  {name:<28} fastnet {med['fastnet'] * 1e3:8.2f} ms   {ratios}{rates}", flush=True)
 
 
 def main() -> int:
@@ -80,9 +139,10 @@ def main() -> int:
     threadpool_limits(args.threads)
     rng = np.random.default_rng(0)
     rows: list = []
+    line, ceiling = machine(args.threads)
     print(f"fastnet vs torch {torch.__version__}, {args.threads} threads, float32, "
-          f"{platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}, "
-          f"Numba threading layer {numba.config.THREADING_LAYER}")  # fmt: skip
+          f"{time.strftime('%Y-%m-%d')}, Numba layer {numba.config.THREADING_LAYER}")  # fmt: skip
+    print(line)
 
     print("per layer (forward, backward):")
     for name, (c, oc, h, w, pad) in CONVS.items():
@@ -98,16 +158,17 @@ def main() -> int:
             y = F.conv2d(tx, tw, tb, padding=pad)
             return torch.autograd.grad(y, (tx, tw, tb), tdy)
 
+        flops = 2.0 * dy.size * c * 9  # multiply-adds of the forward pass, x2
         compare(rows, f"{name} forward", {
             "fastnet": lambda x=x, wt=wt, b=b, pad=pad: conv2d_forward(x, wt, b, 1, pad),
             "torch": lambda tx=tx, tw=tw, tb=tb, pad=pad: F.conv2d(tx.detach(), tw.detach(),
                                                                   tb.detach(), padding=pad),
-        }, args.rounds)  # fmt: skip
+        }, args.rounds, flops, ceiling)  # fmt: skip
         compare(rows, f"{name} fwd+bwd", {
             "fastnet": lambda x=x, wt=wt, b=b, dy=dy, pad=pad: (
                 conv2d_forward(x, wt, b, 1, pad), conv2d_backward(dy, x, wt, 1, pad)),
             "torch": torch_bwd,
-        }, args.rounds)  # fmt: skip
+        }, args.rounds, 3 * flops, ceiling)  # fmt: skip
     for name, (c, h, w) in POOLS.items():
         x = rng.standard_normal((BATCH, c, h, w)).astype(np.float32)
         y, idx = maxpool2d_forward(x, 2)

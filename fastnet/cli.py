@@ -1,4 +1,4 @@
-"""The ``fastnet`` command: train, evaluate, predict, plot, models.
+"""The ``fastnet`` command: train, evaluate, predict, plot, models, download.
 
 ``main(argv=None) -> int``. Bad input exits 2 with one line on stderr; an unexpected
 internal error exits 1 with a short message (the traceback with ``--debug``).
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import time
 import traceback
@@ -77,16 +78,58 @@ def _number(check, expected: str):
     return parse
 
 
+def _augment_spec(text: str) -> int | str:
+    from fastnet.data.augment import canonical_augment
+
+    try:
+        return canonical_augment(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("augment: ")) from None
+
+
 _positive = _number(lambda v: 0 < v < float("inf"), "a number > 0")
 _non_negative = _number(lambda v: 0 <= v < float("inf"), "a number >= 0")
 _fraction = _number(lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+# A negative number in any notation (argparse's own pattern misses "-1e-3" and "-inf",
+# and would then report "expected one argument" instead of the flag's own check).
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.I)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump): exit code 2."""
+    """argparse with one-line errors (no usage dump, exit code 2), negative numbers in any
+    notation taken as values, and :class:`_HelpFormatter` for every subcommand."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default once: appended as ``(default: X)`` unless the help text
+    already says it, and never for a default of None or False (the help text says what
+    happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or "default" in text:
+            return text
+        if default is None or default is False or default is argparse.SUPPRESS:
+            return text
+        return text + " (default: %(default)s)"
+
+
+DATA_DIR_HELP = (
+    "folder with a DATASET/ subfolder of IDX files, searched first (default: "
+    "$FASTNET_DATA_DIR; then ~/.cache/fastnet, then the MNIST copy bundled with fastnet "
+    "or Debian's /usr/share/datasets/fashion-mnist)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,113 +137,267 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fastnet",
         description="Train and run the book's networks on MNIST with Numba kernels.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    for add in (
+        _add_train,
+        _add_evaluate,
+        _add_predict,
+        _add_plot,
+        _add_models,
+        _add_download,
+        _add_experiment,
+    ):
+        add(sub)
+    return parser
 
-    t = sub.add_parser("train", help="train a model", formatter_class=fmt)
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train a model")
     t.register("action", None, _StoreGiven)
     t.set_defaults(given=frozenset())
-    t.add_argument("--model", choices=MODEL_NAMES, default=DEFAULTS["model"])
-    t.add_argument("--dataset", choices=DATASET_NAMES, default=DEFAULTS["dataset"])
-    t.add_argument(
-        "--data-dir", help="dataset root (default: $FASTNET_DATA_DIR or ~/.cache/fastnet)"
+    _train_what_flags(t.add_argument_group("what to train"))
+    _train_how_flags(t.add_argument_group("how to train"))
+    _train_run_flags(t.add_argument_group("run folder and resources"))
+
+
+def _train_what_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--model",
+        choices=MODEL_NAMES,
+        default=DEFAULTS["model"],
+        help="network to train (`fastnet models` lists them)",
     )
-    t.add_argument(
-        "--epochs",
+    g.add_argument(
+        "--dataset",
+        choices=DATASET_NAMES,
+        default=DEFAULTS["dataset"],
+        help="dataset to train and test on",
+    )
+    g.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    g.add_argument(
+        "--limit",
+        metavar="N",
         type=_positive_int,
         default=None,
-        help=f"epochs to train (default {DEFAULTS['epochs']}; with --resume: the saved number)",
+        help="use the first N training images (default: all)",
     )
-    t.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"])
-    t.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=DEFAULTS["optimizer"])
-    t.add_argument("--lr", type=_positive, default=DEFAULTS["lr"], help="learning rate")
-    t.add_argument(
+    g.add_argument(
+        "--val-split",
+        metavar="FRACTION",
+        type=_fraction,
+        default=DEFAULTS["val_split"],
+        help="fraction of the training set held out for validation (0: report test accuracy)",
+    )
+    g.add_argument(
+        "--augment",
+        metavar="SPEC",
+        type=_augment_spec,
+        default=DEFAULTS["augment"],
+        help="random augmentation of training images: N (shifts of up to N pixels) or a spec "
+        "like shift=2,rotate=10,scale=0.1,elastic=34:4 (0: none)",
+    )
+    g.add_argument(
+        "--dropout",
+        metavar="RATE",
+        type=_fraction,
+        default=DEFAULTS["dropout"],
+        help="drop rate of the Dropout layers of vgg and vgg-bn (default: the book's 0.5)",
+    )
+
+
+def _train_how_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--epochs",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help=f"epochs to train (default: {DEFAULTS['epochs']}; with --resume: the saved number)",
+    )
+    g.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=_positive_int,
+        default=DEFAULTS["batch_size"],
+        help="images per training step",
+    )
+    g.add_argument(
+        "--optimizer",
+        choices=OPTIMIZER_NAMES,
+        default=DEFAULTS["optimizer"],
+        help="update rule (momentum and nesterov are SGD with momentum)",
+    )
+    g.add_argument(
+        "--lr",
+        type=_positive,
+        default=DEFAULTS["lr"],
+        help="learning rate (its peak, with --lr-schedule step or cosine)",
+    )
+    g.add_argument(
         "--momentum",
         type=_fraction,
         default=DEFAULTS["momentum"],
         help="momentum of --optimizer momentum/nesterov",
     )
-    t.add_argument("--weight-decay", type=_non_negative, default=DEFAULTS["weight_decay"])
-    t.add_argument(
-        "--lr-schedule", choices=("constant", "step", "cosine"), default=DEFAULTS["lr_schedule"]
+    g.add_argument(
+        "--weight-decay",
+        type=_non_negative,
+        default=DEFAULTS["weight_decay"],
+        help="L2 penalty on the parameters (decoupled from the gradient for adamw)",
     )
-    t.add_argument("--seed", type=_non_negative_int, default=DEFAULTS["seed"])
-    t.add_argument(
+    g.add_argument(
+        "--lr-schedule",
+        choices=("constant", "step", "cosine"),
+        default=DEFAULTS["lr_schedule"],
+        help="learning rate per epoch: constant, step (x0.1 at 50%% and 75%% of "
+        "the epochs) or cosine (half a cosine wave towards 0)",
+    )
+    g.add_argument(
+        "--seed",
+        metavar="N",
+        type=_non_negative_int,
+        default=DEFAULTS["seed"],
+        help="seed of the initial weights, shuffling, augmentation and dropout",
+    )
+    g.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default=DEFAULTS["dtype"],
+        help="dtype of the weights and the computation",
+    )
+
+
+def _train_run_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--out", metavar="DIR", help="run folder (default: runs/<model>-<dataset>-<time>)"
+    )
+    g.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        help="continue from checkpoint.npz or its run folder (other flags given "
+        "must match it; default: start a new run)",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        metavar="N",
+        type=_non_negative_int,
+        default=0,
+        help="also checkpoint every N steps (0: at the end of each epoch only)",
+    )
+    g.add_argument(
         "--threads",
+        metavar="N",
         type=_positive_int,
         default=None,
         help="threads for kernels and BLAS (default: all cores; under MPI, the cores of a "
         "machine shared among its processes)",
     )
-    t.add_argument(
-        "--val-split",
-        type=_fraction,
-        default=DEFAULTS["val_split"],
-        help="fraction of the training set held out for validation (0: report test accuracy)",
-    )
-    t.add_argument(
-        "--augment",
-        type=_non_negative_int,
-        default=DEFAULTS["augment"],
-        help="shift training images by up to N pixels at random (0: no augmentation)",
-    )
-    t.add_argument(
-        "--dropout",
-        type=_fraction,
-        default=DEFAULTS["dropout"],
-        help="drop rate of the Dropout layers of vgg and vgg-bn (default: the book's 0.5)",
-    )
-    t.add_argument(
-        "--limit", type=_positive_int, default=None, help="use the first N training images"
-    )
-    t.add_argument(
-        "--dtype", choices=("float32", "float64"), default=DEFAULTS["dtype"],
-        help="dtype of the weights and the computation",
-    )  # fmt: skip
-    t.add_argument(
-        "--checkpoint-every",
-        type=_non_negative_int,
-        default=0,
-        help="also checkpoint every N steps (0: at the end of each epoch only)",
-    )
-    t.add_argument("--out", help="run folder (default: runs/<model>-<dataset>-<time>)")
-    t.add_argument(
-        "--resume",
-        metavar="CHECKPOINT",
-        help="continue from checkpoint.npz or its run folder (other flags given must match it)",
-    )
-    t.add_argument(
+    g.add_argument(
         "--dry-run", action="store_true", help="one training and one eval batch, write nothing"
     )
-    _device_flag(t)
+    _device_flag(g)
 
-    e = sub.add_parser(
-        "evaluate", help="test accuracy, per class, and the confusion matrix", formatter_class=fmt
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("evaluate", help="test accuracy, per class, and the confusion matrix")
+    e.add_argument(
+        "checkpoint", nargs="?", help="checkpoint.npz or best.npz of a run (none with --ensemble)"
     )
-    e.add_argument("checkpoint")
-    e.add_argument("--data-dir")
+    e.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder with a DATASET/ subfolder of IDX files, searched first (default: the "
+        "run's --data-dir, if it had one; then as in `fastnet train --help`)",
+    )
+    _ensemble_flag(e)
     _device_flag(e)
     e.add_argument(
         "--misclassified", metavar="FILE.png", help="save a grid of misclassified images"
     )
 
-    p = sub.add_parser("predict", help="classify PNG/JPEG images", formatter_class=fmt)
-    p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top", type=_positive_int, default=3, help="classes to show per image")
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify PNG/JPEG images")
+    p.add_argument("checkpoint", help="checkpoint.npz or best.npz of a run")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, any size")
+    p.add_argument(
+        "--top", type=_positive_int, default=3, metavar="K", help="classes to show per image"
+    )
     _device_flag(p)
 
-    pl = sub.add_parser(
-        "plot", help="write curves.png and filters.png into a run folder", formatter_class=fmt
-    )
-    pl.add_argument("run_dir")
 
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    pl = sub.add_parser("plot", help="write curves.png and filters.png into a run folder")
+    pl.add_argument("run_dir", help="the run folder (holds metrics.jsonl)")
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("models", help="list the models and their parameter counts")
-    return parser  # fmt: skip
+
+
+def _add_download(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("download", help="fetch a dataset's official files (md5-verified)")
+    d.add_argument("dataset", choices=DATASET_NAMES, help="the dataset")
+    d.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="root folder to download into, as DATASET/ (default: $FASTNET_DATA_DIR, else "
+        "~/.cache/fastnet)",
+    )
+
+
+def _add_experiment(sub: argparse._SubParsersAction) -> None:
+    from fastnet.experiments import NAMES
+
+    x = sub.add_parser(
+        "experiment", help="run one of the book's experiments: figures (PNG) and numbers (JSON)"
+    )
+    x.add_argument("name", choices=NAMES, help="the experiment")
+    x.add_argument(
+        "--out", metavar="DIR", help="output folder (default: runs/experiment-<name>-<time>)"
+    )
+    x.add_argument(
+        "--seed", metavar="N", type=_non_negative_int, default=0, help="seed of every draw"
+    )
+    x.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    x.add_argument(
+        "--threads",
+        metavar="N",
+        type=_positive_int,
+        default=1,
+        help="threads for kernels and BLAS (the MLPs are too small to gain from more: "
+        "batchnorm took 5 s on 1 thread, 24 s on 2, on the shared 2-core VM)",
+    )
+    for flag, what in [
+        ("--iterations", "training iterations (optimizers, init; the book: 2000)"),
+        ("--epochs", "epochs (batchnorm 20, overfit 201, hparams 50 in the book)"),
+        ("--trials", "random-search trials (hparams; the book: 100)"),
+        ("--train-size", "training images used (the book: all; batchnorm 1000, overfit 300, "
+         "hparams 500)"),
+    ]:  # fmt: skip
+        x.add_argument(flag, metavar="N", type=_positive_int, default=None, help=what)
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from fastnet import experiments
+
+    _check_data_dir(args.data_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("runs") / f"experiment-{args.name}-{stamp}"
+    _check_writable(out)
+    _set_threads(args.threads)
+    settings = {k: getattr(args, k) for k in ("iterations", "epochs", "trials", "train_size")}
+    try:
+        with _compile_notice():
+            experiments.run(args.name, out, seed=args.seed, data_dir=args.data_dir, **settings)
+    except ValueError as e:
+        if type(e) is not ValueError:  # DataError and the like: their own exit codes
+            raise
+        raise UsageError(str(e)) from None
+    print(f"output folder: {out}")
+    return 0
 
 
 def _set_threads(threads: int | None) -> None:
@@ -347,6 +544,35 @@ def _load_model(path: str):
     return model.eval(), config
 
 
+def _ensemble_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ensemble",
+        nargs="+",
+        metavar="RUN_OR_CHECKPOINT",
+        help="evaluate these models and the mean of their softmax outputs (a run folder "
+        "means its checkpoint.npz, the final weights) instead of one CHECKPOINT",
+    )
+
+
+def _evaluate_ensemble(args: argparse.Namespace, device: str) -> int:
+    from fastnet.data import load_dataset
+    from fastnet.ensemble import check_members, ensemble_evaluate, resolve_checkpoint
+
+    paths = [str(resolve_checkpoint(p)) for p in args.ensemble]
+    members = [_load_model(p) for p in paths]
+    dataset = check_members(paths, [config.dataset for _, config in members])
+    _, (x_test, t_test) = load_dataset(dataset, args.data_dir or members[0][1].data_dir)
+    with _compile_notice():
+        models = [model.to(device) for model, _ in members]
+        accuracies, acc, pred = ensemble_evaluate(models, paths, x_test, t_test)
+    for i, (path, (_, config), a) in enumerate(zip(paths, members, accuracies, strict=True)):
+        print(f"model {i + 1}: {path} ({config.model}): test accuracy {a:.4f}")
+    correct = int((pred == t_test).sum())
+    print(f"ensemble of {len(paths)} (mean of softmax outputs): test accuracy {acc:.4f} "
+          f"({correct}/{len(t_test)}) on {dataset}")  # fmt: skip
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -355,12 +581,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     device = _resolve_device(args.device)
     _check_data_dir(args.data_dir)
+    if (args.checkpoint is None) == (args.ensemble is None):
+        raise UsageError("give either one CHECKPOINT or --ensemble RUN_OR_CHECKPOINT...")
+    if args.ensemble:
+        if args.misclassified:
+            raise UsageError("--misclassified works with one CHECKPOINT, not --ensemble")
+        return _evaluate_ensemble(args, device)
     if args.misclassified:
         _check_writable_folder("--misclassified", Path(args.misclassified).parent)
     model, config = _load_model(args.checkpoint)
     model.to(device)
     dataset = config.dataset
-    _, (x_test, t_test) = load_dataset(dataset, args.data_dir or config.data_dir)
+    _, (x_test, t_test) = load_dataset(dataset, args.data_dir or config.data_dir, log=print)
     with _compile_notice():
         acc, pred = evaluate(model, x_test, t_test)
     m = confusion_matrix(t_test, pred)
@@ -422,12 +654,23 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from fastnet.data import download_dataset
+
+    _check_data_dir(args.data_dir)
+    folder = download_dataset(args.dataset, args.data_dir, log=print)
+    print(f"{args.dataset}: the four official files are in {folder}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "plot": cmd_plot,
     "models": cmd_models,
+    "download": cmd_download,
+    "experiment": cmd_experiment,
 }
 
 

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from fastnet import backend, checkpoint, distributed, models, optim
-from fastnet.data import DATASETS, iterate_batches, load_dataset, random_shift
+from fastnet.data import DATASETS, iterate_batches, load_dataset
+from fastnet.data.augment import EXAMPLE, augment_batch, parse_augment
 from fastnet.errors import (
     CheckpointError,
     ConfigError,
@@ -59,7 +60,7 @@ class TrainConfig:
     val_split: float = 0.0
     limit: int | None = None
     checkpoint_every: int = 0
-    augment: int = 0
+    augment: int | str = 0  # see fastnet.data.augment: 2, or "shift=2,rotate=10,..."
     dropout: float | None = None  # drop rate of vgg's Dropout layers; None: the book's 0.5
     dtype: str = "float32"  # of the weights and the computation: float32 or float64
 
@@ -88,8 +89,8 @@ class TrainConfig:
              "a fraction in [0, 1)"),
             (self.limit is None or (_is_int(self.limit) and self.limit >= 1), "limit",
              "an integer >= 1"),
-            (_is_int(self.augment) and 0 <= self.augment <= 8, "augment",
-             "an integer shift in pixels from 0 to 8"),
+            (_valid_augment(self.augment), "augment",
+             f"an integer shift in pixels from 0 to 8 or a spec like {EXAMPLE}"),
             (_is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every",
              "an integer >= 0"),
             (self.dropout is None or (_is_real(self.dropout) and 0 <= self.dropout < 1),
@@ -105,6 +106,13 @@ class TrainConfig:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _valid_augment(v: Any) -> bool:
+    try:
+        return not isinstance(v, bool) and parse_augment(v) is not None
+    except ValueError:
+        return False
 
 
 def _is_real(v: Any) -> bool:
@@ -291,17 +299,17 @@ def fit(
         log(f"resuming a run of {state.world_size} process(es) on {ranks.size}: the same "
             "global batches, re-sharded, and new dropout streams (bit-identical resumes need "
             "the same number of processes)")  # fmt: skip
-    run = _Run(config, state, device, ranks, _Folder(Path(out), ranks.is_root))
+    run = _Run(config, state, device, ranks, _Folder(Path(out), ranks.is_root), log)
     run.restore(path, saved)
     if dry_run:
-        return [run.dry_run(log)]
+        return [run.dry_run()]
     run.folder.prepare(config, state.epoch)
     if state.epoch >= config.epochs:
         log(f"nothing to do: all {config.epochs} epochs are done; pass more --epochs to go on")
     show = ranks.is_root and (sys.stdout.isatty() if progress is None else progress)
     signals = (signal.SIGINT,) if ranks.size == 1 else distributed.STOP_SIGNALS
     with _stop_flag(signals) as interrupt:
-        return [run.train_epoch(e, interrupt, show, log) for e in range(state.epoch, config.epochs)]
+        return [run.train_epoch(e, interrupt, show) for e in range(state.epoch, config.epochs)]
 
 
 def _silent(line: str) -> None:
@@ -342,9 +350,10 @@ class _Run:
         device: str,
         ranks: distributed.World,
         folder: _Folder,
+        log: Callable[[str], None],
     ) -> None:
-        self.config, self.state, self.device, self.ranks, self.folder = (
-            config, state, device, ranks, folder)  # fmt: skip
+        self.config, self.state, self.device, self.ranks, self.folder, self.log = (
+            config, state, device, ranks, folder, log)  # fmt: skip
         if ranks.size > 1 and device != "cpu":
             raise ranks.agreed(ConfigError("training on several processes runs on the CPU: "
                                            "pass --device cpu"))  # fmt: skip
@@ -359,7 +368,7 @@ class _Run:
         self.reducer = None
         if ranks.size > 1:  # the gradients, the running statistics, (loss, correct, stop)
             self.reducer = distributed.Reducer(self.model, ranks, buffers=True, extras=3)
-        self.data = _load_data(config, ranks)
+        self.data = _load_data(config, ranks, log)
 
     def restore(self, path: Path | None, saved: Any) -> None:
         """Load a checkpoint's arrays (rank 0) and generator states; under MPI, give every
@@ -406,9 +415,7 @@ class _Run:
                 CheckpointError(f"{path}: does not fit its model and optimizer: {e}")
             ) from None
 
-    def train_epoch(
-        self, epoch: int, interrupt: _Interrupt, show: bool, log: Callable[[str], None]
-    ) -> dict:
+    def train_epoch(self, epoch: int, interrupt: _Interrupt, show: bool) -> dict:
         """Train the rest of ``epoch`` (0-based), evaluate, checkpoint; return its metrics."""
         config, state = self.config, self.state
         if state.shuffle_state is not None:  # resuming: replay this epoch's order
@@ -439,7 +446,7 @@ class _Run:
         finally:
             bar.close()
         state.train_seconds += time.perf_counter() - t0
-        return self._end_epoch(epoch, log)
+        return self._end_epoch(epoch)
 
     def step(
         self, x: np.ndarray, t: np.ndarray, interrupt: _Interrupt, epoch: int
@@ -451,7 +458,7 @@ class _Run:
         -------
         (loss sum, correct predictions, stop requested), over the whole batch and all ranks.
         """
-        x = random_shift(x, self.config.augment, self.augment_rng)
+        x = augment_batch(x, self.config.augment, self.augment_rng)
         mine = self.ranks.part(len(t))
         x, t_mine = x[mine], t[mine]
         loss_sum, correct = 0.0, 0
@@ -482,7 +489,7 @@ class _Run:
             correct = int(np.sum(pred == t[mine]))
         return self.ranks.sum_ints([correct])[0] / len(t)
 
-    def _end_epoch(self, epoch: int, log: Callable[[str], None]) -> dict:
+    def _end_epoch(self, epoch: int) -> dict:
         """Evaluate, append the metrics line, checkpoint (and ``best.npz``)."""
         state, x_ev, t_ev, eval_name = self.state, *self.data[2:]
         acc = self.evaluate(x_ev, t_ev)
@@ -496,7 +503,7 @@ class _Run:
             "epoch_seconds": state.train_seconds,
         }
         self.folder.append_metrics(record)
-        log(
+        self.log(
             f"epoch {epoch + 1}/{self.config.epochs}  loss {record['train_loss']:.4f}  "
             f"train acc {record['train_accuracy']:.4f}  {eval_name} acc {acc:.4f}  "
             f"{record['images_per_s']:.0f} img/s  {state.train_seconds:.1f} s"
@@ -540,7 +547,7 @@ class _Run:
             f"resume with: {command} train --resume {self.folder.path / 'checkpoint.npz'}"
         ))  # fmt: skip
 
-    def dry_run(self, log: Callable[[str], None]) -> dict:
+    def dry_run(self) -> dict:
         """Train one batch and evaluate one, write nothing."""
         x_tr, t_tr, x_ev, t_ev, _ = self.data
         batch = self.config.batch_size
@@ -548,17 +555,17 @@ class _Run:
         loss_sum, _, _ = self.step(x, t, _Interrupt(), 0)
         acc = self.evaluate(x_ev[:batch], t_ev[:batch])
         loss = loss_sum / len(t)
-        log(f"dry run: one training batch {x.shape}, loss {loss:.4f}; "
+        self.log(f"dry run: one training batch {x.shape}, loss {loss:.4f}; "
             f"eval batch accuracy {acc:.4f}")  # fmt: skip
         return {"train_loss": loss, "accuracy": acc}
 
 
-def _load_data(config: TrainConfig, ranks: distributed.World) -> tuple:
+def _load_data(config: TrainConfig, ranks: distributed.World, log: Callable[[str], None]) -> tuple:
     """``(x_train, t_train, x_eval, t_eval, eval_name)``: rank 0 reads (and downloads the
     dataset if needed) before the other ranks read theirs."""
     if not ranks.is_root:
         ranks.barrier()
-    (x_train, t_train), (x_test, t_test) = load_dataset(config.dataset, config.data_dir)
+    (x_train, t_train), (x_test, t_test) = load_dataset(config.dataset, config.data_dir, log=log)
     if ranks.is_root:
         ranks.barrier()
     (x_tr, t_tr), val = _split(config, x_train, t_train)

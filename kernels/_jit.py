@@ -16,18 +16,9 @@ chunk kernels that serve both.
 When the package folder is read-only, Numba itself falls back to a per-user cache
 folder (``$NUMBA_CACHE_DIR`` if set, else the user cache folder, e.g. ``~/.cache/numba``).
 
-SLP vectorizer: Numba ships LLVM's SLP vectorizer switched off (``NUMBA_SLP_VECTORIZE=0``,
-after a miscompilation report, numba issue 8705). Register-blocked kernels written with
-scalar accumulators need it: it packs them into SIMD registers (about 10x faster for the
-convolution tiles). ``@chunk_kernel(slp_vectorize=True)`` turns it on only while that
-kernel compiles (or loads from the cache), with the helpers it calls: Numba 0.68 reads
-``numba.core.config.SLP_VECTORIZE`` each time it builds an LLVM pass pipeline
-(``CPUCodegen._pass_builder`` in ``numba/core/codegen.py``), and the function passes and the
-final module passes of a compile are built during that compile. The switch is process-wide,
-so the compile holds Numba's global compiler lock: no other thread compiles while it is on.
-Helpers called by such a kernel should be called by SLP kernels only (a helper is compiled
-once, with the setting of its first caller). Parity tests are the safety net for the
-vectorizer.
+Register tiles are written as explicit LLVM vector code (``kernels.conv.cpu``), not left
+to LLVM's SLP vectorizer, which Numba ships switched off (numba issue 8705) and which packed
+the former scalar-accumulator tile into too few registers on AVX-512.
 """
 
 from __future__ import annotations
@@ -42,7 +33,6 @@ from typing import Any
 
 from numba.core import config, event
 from numba.core import types as nb_types
-from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import CPUDispatcher
 
 # Idle worker threads sleep instead of spinning. Numba's OpenMP threading layer (libgomp)
@@ -78,10 +68,13 @@ FASTMATH = frozenset({"contract", "nsz"})
 ERROR_MODEL = "numpy"
 
 
-def _renamed(fn: Callable, suffix: str) -> Callable:
-    """Return a copy of ``fn`` whose qualified name ends with ``suffix``."""
+def renamed(fn: Callable, suffix: str, **names: Any) -> Callable:
+    """Return a copy of ``fn`` whose qualified name ends with ``suffix`` (so that Numba's
+    cache keeps its compiled code apart from ``fn``'s) and whose global ``names`` are
+    replaced (a variant: e.g. another register tile)."""
+    scope = {**fn.__globals__, **names} if names else fn.__globals__
     copy = types.FunctionType(
-        fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__
+        fn.__code__, scope, fn.__name__ + suffix, fn.__defaults__, fn.__closure__
     )
     copy.__qualname__ = fn.__qualname__ + suffix
     copy.__module__ = fn.__module__
@@ -127,22 +120,6 @@ class _HelperDispatcher(CPUDispatcher):
         return super().get_call_template(args, kws)
 
 
-class _SLPDispatcher(CPUDispatcher):
-    """Dispatcher whose compiles (and cache loads) run with the SLP vectorizer on; calls of
-    compiled code pay nothing for it."""
-
-    def compile(self, sig):
-        """Compile ``sig`` with the SLP vectorizer on, holding Numba's compiler lock, then
-        restore the previous setting."""
-        with global_compiler_lock:
-            old = config.SLP_VECTORIZE
-            config.SLP_VECTORIZE = 1
-            try:
-                return super().compile(sig)
-            finally:
-                config.SLP_VECTORIZE = old
-
-
 def _dispatcher(cls: type, fn: Callable, **flags: Any) -> Any:
     """``fn`` lazily compiled by a dispatcher of class ``cls`` with fastnet's options, cached
     on disk (a fresh fastmath set each: Numba keeps a reference to it)."""
@@ -173,8 +150,8 @@ class Kernel:
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
         self.size_factor = size_factor
-        self.serial = _dispatcher(CPUDispatcher, _renamed(fn, "_serial"))
-        self.parallel = _dispatcher(CPUDispatcher, _renamed(fn, "_parallel"), parallel=True)
+        self.serial = _dispatcher(CPUDispatcher, renamed(fn, "_serial"))
+        self.parallel = _dispatcher(CPUDispatcher, renamed(fn, "_parallel"), parallel=True)
 
     def __call__(self, *args: Any, parallel: bool = True) -> Any:
         """Run the parallel (default) or serial variant; the serial one if the first argument
@@ -206,14 +183,12 @@ class ChunkKernel:
     fn : callable
         ``fn(*args, t, chunks)`` computes chunk ``t`` of ``chunks``: it must write only its
         own part of the outputs (its images, its row of per-chunk partial results).
-    slp_vectorize : bool
-        Compile it (and the helpers it calls first) with the SLP vectorizer on.
     """
 
-    def __init__(self, fn: Callable, slp_vectorize: bool = False) -> None:
+    def __init__(self, fn: Callable) -> None:
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
-        self.body = _dispatcher(_SLPDispatcher if slp_vectorize else CPUDispatcher, fn, nogil=True)
+        self.body = _dispatcher(CPUDispatcher, fn, nogil=True)
 
     def __call__(self, *args: Any, chunks: int, parallel: bool = True) -> None:
         """Run every chunk: in turn, or chunk 0 in this thread and the others on the pool
@@ -233,9 +208,6 @@ class ChunkKernel:
                 w.result()
 
 
-def chunk_kernel(fn: Callable | None = None, *, slp_vectorize: bool = False) -> Any:
-    """Decorator, bare or with options (``@chunk_kernel(slp_vectorize=True)``): turn a
-    one-chunk body into a :class:`ChunkKernel`."""
-    if fn is None:
-        return lambda body: ChunkKernel(body, slp_vectorize)
-    return ChunkKernel(fn, slp_vectorize)
+def chunk_kernel(fn: Callable) -> ChunkKernel:
+    """Turn a one-chunk body into a :class:`ChunkKernel`."""
+    return ChunkKernel(fn)

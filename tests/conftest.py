@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ if not Path("/dev/nvidia0").exists():
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from fastnet.data import FILES  # noqa: E402
 from kernels import _jit  # noqa: E402
 
 # (rtol, atol) per kernel family and dtype: kernel vs. its NumPy reference.
@@ -27,13 +29,13 @@ TOLERANCES: dict[str, dict[str, tuple[float, float]]] = {
     "batchnorm": {"float32": (1e-4, 1e-5), "float64": (1e-10, 1e-12)},
     "dropout": {"float32": (1e-6, 1e-7), "float64": (1e-14, 1e-15)},
     "optim": {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-14)},
+    "augment": {"float32": (1e-5, 1e-5), "float64": (1e-12, 1e-12)},
 }
 
-# The real MNIST / Fashion-MNIST files (../shared/datasets beside the repository).
-DATA_ROOT = Path(
-    os.environ.get("FASTNET_TEST_DATA")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-)
+# The first 1,000 Fashion-MNIST test images and labels (tools/make_fashion_mnist_subset.py).
+FASHION_SUBSET = Path(__file__).resolve().parent / "fastnet" / "data" / "fashion-mnist-t10k-1000"
+FASHION_TRAIN = 800  # the subset's first 800 serve as a training set, the last 200 as a test set
+IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C, np.dtype(">f8"): 0x0E}
 
 # Reference backward vs. central finite differences (float64 only).
 FINITE_DIFF = {"eps": 1e-6, "rtol": 1e-6, "atol": 1e-8}
@@ -45,12 +47,51 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20261128)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_data_outside_the_repository(tmp_path_factory: pytest.TempPathFactory):
+    """Every test sees an empty user cache, no ``$FASTNET_DATA_DIR`` and no Debian
+    Fashion-MNIST folder, whatever this machine holds: MNIST comes from the copy bundled
+    with fastnet, unless a test points elsewhere. Subprocesses inherit the environment."""
+    from fastnet.data import sources
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        mp.delenv("FASTNET_DATA_DIR", raising=False)
+        mp.setitem(sources.SYSTEM, "fashion-mnist", tmp_path_factory.mktemp("no-system-copy"))
+        yield
+
+
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    """IDX encoding written independently of the reader under test."""
+    dtype = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
+    code = IDX_CODES[dtype]
+    magic = (code << 8) | array.ndim if magic is None else magic
+    dims = b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return magic.to_bytes(4, "big") + dims + array.astype(dtype).tobytes()
+
+
+def fashion_subset_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The subset's images (1000, 28, 28) and labels (1000,), uint8, decoded with NumPy
+    alone (offsets from the IDX header's ndim byte), not with fastnet's reader."""
+    arrays = []
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        data = gzip.decompress((FASHION_SUBSET / name).read_bytes())
+        arrays.append(np.frombuffer(data, np.uint8, offset=4 + 4 * data[3]))
+    return arrays[0].reshape(-1, 28, 28), arrays[1]
+
+
 @pytest.fixture(scope="session")
-def data_root() -> Path:
-    """The real datasets folder; a missing folder is a failure, not a skip."""
-    if not (DATA_ROOT / "mnist").is_dir():
-        pytest.fail(f"real datasets not found in {DATA_ROOT} (set FASTNET_TEST_DATA)")
-    return DATA_ROOT
+def fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root whose ``fashion-mnist/`` holds real Fashion-MNIST: the subset's first
+    ``FASHION_TRAIN`` images as the training set, the rest as the test set."""
+    images, labels = fashion_subset_arrays()
+    root = tmp_path_factory.mktemp("fashion-root")
+    (root / "fashion-mnist").mkdir()
+    arrays = [images[:FASHION_TRAIN], labels[:FASHION_TRAIN]]
+    arrays += [images[FASHION_TRAIN:], labels[FASHION_TRAIN:]]
+    for name, array in zip(FILES, arrays, strict=True):
+        (root / "fashion-mnist" / name).write_bytes(gzip.compress(idx_bytes(array)))
+    return root
 
 
 @pytest.fixture(params=["float32", "float64"])

@@ -1,4 +1,5 @@
-"""MNIST and Fashion-MNIST: locate (or download) the IDX files, load, iterate in batches.
+"""MNIST and Fashion-MNIST: load the IDX files (located by :mod:`fastnet.data.sources`),
+iterate in batches.
 
 Images stay in memory as uint8 ``(N, 1, 28, 28)`` and are converted to float in
 ``[0, 1]`` one batch at a time by :func:`iterate_batches`; :func:`load_mnist` and
@@ -8,64 +9,20 @@ Images stay in memory as uint8 ``(N, 1, 28, 28)`` and are converted to float in
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from fastnet.data import download as dl
 from fastnet.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
+from fastnet.data.sources import locate_dataset
 from fastnet.errors import DataError
 
-DATASETS = ("mnist", "fashion-mnist")
-# The four standard file names, in the order (train images, train labels, test ...).
-FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
 
 Split = tuple[np.ndarray, np.ndarray]
-
-
-def default_data_dir() -> Path:
-    """Root folder of the datasets when no ``data_dir`` is given.
-
-    Returns
-    -------
-    pathlib.Path
-        ``$FASTNET_DATA_DIR`` if set, else ``$XDG_CACHE_HOME/fastnet`` (when that is an
-        absolute path), else ``~/.cache/fastnet``.
-    """
-    if os.environ.get("FASTNET_DATA_DIR"):
-        return Path(os.environ["FASTNET_DATA_DIR"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(cache) if os.path.isabs(cache) else Path.home() / ".cache"
-    return base / "fastnet"
-
-
-def dataset_dir(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Folder that holds (or will hold) the four IDX files of dataset ``name``.
-
-    Parameters
-    ----------
-    name : {"mnist", "fashion-mnist"}
-    data_dir : str or os.PathLike, optional
-        Root folder with one subfolder per dataset; :func:`default_data_dir` if omitted.
-
-    Returns
-    -------
-    pathlib.Path
-        ``data_dir / name``.
-    """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}, expected one of {DATASETS}")
-    root = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
-    return root / name
 
 
 def load_dataset(
@@ -74,22 +31,29 @@ def load_dataset(
     *,
     download: bool = True,
     progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[Split, Split]:
-    """Load a dataset as raw uint8 images and int64 labels, downloading missing files.
+    """Load a dataset as raw uint8 images and int64 labels.
 
-    Files found in the folder (``<name>.gz`` or the raw name without ``.gz``) are
-    validated by format only; downloaded files are verified against their published
-    md5 before they are kept.
+    The files are looked up as :func:`fastnet.data.locate_dataset` says: ``data_dir``
+    (or ``$FASTNET_DATA_DIR``), the user cache, then the copy bundled with fastnet
+    (MNIST) or Debian's package folder (Fashion-MNIST); they are downloaded only when no
+    copy is complete. Files found in a folder (``<name>.gz`` or the raw name without
+    ``.gz``) are validated by format only; downloaded files are verified against their
+    published md5 before they are kept.
 
     Parameters
     ----------
     name : {"mnist", "fashion-mnist"}
     data_dir : str or os.PathLike, optional
-        Root folder with one subfolder per dataset; :func:`default_data_dir` if omitted.
+        Root folder with one subfolder per dataset, searched first.
     download : bool
-        Fetch missing files from the mirrors in ``fastnet.data.download.MIRRORS``.
+        Fetch missing files from the mirrors in ``fastnet.data.download.MIRRORS`` when
+        no copy is complete.
     progress : bool, optional
         Progress bar on stderr while downloading; by default only on a terminal.
+    log : callable, optional
+        Receives one line saying which copy is read (:meth:`Located.describe`).
 
     Returns
     -------
@@ -102,7 +66,10 @@ def load_dataset(
         A file is missing (and could not be downloaded) or malformed; the message names
         the file, or the folder and the four files to put there.
     """
-    paths = _locate(dataset_dir(name, data_dir), name, download, progress)
+    located = locate_dataset(name, data_dir, download=download, progress=progress)
+    if log is not None:
+        log(located.describe())
+    paths = located.paths
     return _read_split(paths[0], paths[1]), _read_split(paths[2], paths[3])
 
 
@@ -119,9 +86,10 @@ def load_mnist(
     Parameters
     ----------
     data_dir : str or os.PathLike, optional
-        Root folder with a ``mnist/`` subfolder; :func:`default_data_dir` if omitted.
+        Root folder with a ``mnist/`` subfolder, searched first; without one (and no
+        ``$FASTNET_DATA_DIR``), the user cache, then the copy bundled with fastnet.
     download : bool
-        Fetch missing files from the official mirrors.
+        Fetch missing files from the official mirrors when no copy is complete.
     normalize : bool
         Images as float32 in ``[0, 1]``; uint8 in ``0..255`` otherwise.
     flatten : bool
@@ -264,53 +232,6 @@ def _book_format(
             x = x.reshape(len(x), -1)
         out.append((x, _one_hot(t) if one_hot_label else t))
     return out[0], out[1]
-
-
-def _locate(folder: Path, name: str, download: bool, progress: bool | None) -> list[Path]:
-    """Paths of the four files in ``folder``, downloading the missing ones."""
-    found = [_find(folder, file) for file in FILES]
-    missing = [file for file, path in zip(FILES, found, strict=True) if path is None]
-    if missing and not download:
-        raise DataError(
-            f"{name}: missing {', '.join(missing)} in {folder} (download=False). "
-            + _put_files_hint(folder)
-        )
-    if missing:
-        _make_folder(folder)
-    for i, file in enumerate(FILES):
-        if found[i] is None:
-            found[i] = _download(folder, name, file, progress)
-    return found
-
-
-def _find(folder: Path, file: str) -> Path | None:
-    """The gzipped file, else its raw (un-gzipped) name, else None."""
-    for path in (folder / file, folder / file.removesuffix(".gz")):
-        if path.is_file():
-            return path
-    return None
-
-
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create {folder}: {exc}. " + _put_files_hint(folder)) from None
-
-
-def _download(folder: Path, name: str, file: str, progress: bool | None) -> Path:
-    urls = [base.rstrip("/") + "/" + file for base in dl.MIRRORS[name]]
-    try:
-        return dl.download_file(urls, folder / file, dl.MD5[name][file], progress=progress)
-    except DataError as exc:
-        raise DataError(f"{name}: {exc}\nNo mirror worked. " + _put_files_hint(folder)) from None
-
-
-def _put_files_hint(folder: Path) -> str:
-    return (
-        f"Put these four files (gzip-compressed, or raw without .gz) into {folder}: "
-        + ", ".join(FILES)
-    )
 
 
 def _read_split(images_path: Path, labels_path: Path) -> Split:

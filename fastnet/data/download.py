@@ -99,6 +99,25 @@ def download_file(
     raise DataError(f"could not download {dest.name} into {dest.parent}:\n" + "\n".join(errors))
 
 
+def file_md5(path: str | os.PathLike[str]) -> str:
+    """md5 hex digest of a file's bytes, read in chunks.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str
+        32 lowercase hex digits.
+    """
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _fetch(url: str, dest: Path, md5: str, show: bool, timeout: float) -> None:
     """Stream ``url`` to a temporary file beside ``dest``, verify it, rename it."""
     with urllib.request.urlopen(url, timeout=timeout) as response:

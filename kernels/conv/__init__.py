@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels import _checks
+from kernels import _checks, _isa
 from kernels.conv import cpu
 
 X = "(N, C, H, W)"
@@ -42,6 +42,23 @@ def _geometry(op: str, x: np.ndarray, w: np.ndarray, stride, padding) -> tuple[i
 def _chunks(n: int, parallel: bool) -> int:
     """Batch chunks for the kernels: one per thread (at most one per image), 1 if serial."""
     return max(1, min(numba.get_num_threads(), n)) if parallel else 1
+
+
+def tile(dtype: np.dtype, channels: int) -> tuple[int, int]:
+    """The register tile this machine uses (``kernels._isa.tile`` for the host's ISA).
+
+    Parameters
+    ----------
+    dtype : float32 or float64
+    channels : int
+        Output channels of the tiles (``OC`` forward; ``min(C, OC)`` backward).
+
+    Returns
+    -------
+    (pixels, lanes) : the tile's pixels and channels; ``kernels.conv.cpu.kernels(pixels,
+    lanes)`` are its kernels, ``cpu.blocks(w, lanes)`` its weight packing.
+    """
+    return _isa.tile(_isa.host(), dtype, channels)
 
 
 def _taps(w: np.ndarray) -> np.ndarray:
@@ -88,11 +105,12 @@ def conv2d_forward(
         return impl.conv2d_forward(x, w, b, stride, padding)
     b = np.zeros(w.shape[0], dtype=w.dtype) if b is None else b
     y = np.empty((x.shape[0], w.shape[0], geom[6], geom[7]), dtype=x.dtype)
-    tables, pads = cpu.forward_plan(*x.shape[1:], geom)
-    cpu.conv2d_forward(
+    pixels, lanes = tile(x.dtype, w.shape[0])
+    tables, pads = cpu.forward_plan(*x.shape[1:], geom, pixels)
+    cpu.kernels(pixels, lanes)[0](
         x,
-        cpu.blocks(w),
-        cpu.blocks(b[:, None, None, None]).reshape(-1, cpu.LANES),
+        cpu.blocks(w, lanes),
+        cpu.blocks(b[:, None, None, None], lanes).reshape(-1, lanes),
         tables,
         pads,
         y.reshape(*y.shape[:2], geom[6] * geom[7]),
@@ -143,12 +161,13 @@ def conv2d_backward(
     dw_parts = np.empty((chunks, w.shape[0], w.shape[2] * w.shape[1] * w.shape[3]), w.dtype)
     db_parts = np.empty((chunks, w.shape[0]), dtype=w.dtype)
     n_chunk = -(-x.shape[0] // chunks)
-    tables, xframe, dframe = cpu.backward_plan(n_chunk, *x.shape[1:], w.shape[0], geom)
+    pixels, lanes = tile(x.dtype, min(w.shape[:2]))
+    tables, xframe, dframe = cpu.backward_plan(n_chunk, *x.shape[1:], w.shape[0], geom, pixels)
     wf = w[:, :, ::-1, ::-1].swapaxes(0, 1)
-    cpu.conv2d_backward(
+    cpu.kernels(pixels, lanes)[1](
         dy.reshape(*dy.shape[:2], geom[6] * geom[7]),
         x,
-        (cpu.blocks(wf), _taps(wf)),
+        (cpu.blocks(wf, lanes), _taps(wf)),
         tables,
         (xframe, dframe),
         dx,

@@ -18,20 +18,27 @@ in ``(kh, c, kw)`` order, so the taps that a row of outputs needs form one range
 - ``dw``: ``X`` = padded images of a group, ``k`` = ``(oh, image, ow)``, ``j`` = tap
   ``(kh, c, kw)``, ``M[k, o]`` = ``dy[image, o, oh, ow]``; ``db`` sums ``dy``.
 
-The tile (``_tile_oc``) keeps 4 values of ``j`` times 16 values of ``o`` in 64 scalar
-accumulators: LLVM's SLP vectorizer packs them into 8 AVX2 registers (float32), each step of
-``k`` is 4 broadcast loads of ``X``, 2 vector loads of ``M`` (repacked as ``(O/16, K, 16)``,
-zero-padded) and 8 fused multiply-adds. Measured on the 2-core Zen 3 dev VM (float32, one
-thread) it runs at 35-40 GFLOP/s on the VGG layer shapes, what a loop of nothing but 8
-independent FMA chains reaches there, against 9-12 GFLOP/s for im2col + one-thread sgemm.
-What matters: the SLP vectorizer (``slp_vectorize=True``, see ``kernels._jit``);
-``contract`` without ``reassoc`` (with ``reassoc`` LLVM vectorizes the ``k`` loop with
-gathers, much slower); 8 accumulator registers (more spill); unsigned offsets, so Numba
-emits no negative-index wraparound in the inner loop (it made the loop 1.5x slower). The
-tile's source is generated (``_unrolled``): 64 accumulators written by hand would be
-unreadable. Each tile sums ``k`` over ``bounds[t]`` only, the taps that read real input
-rows for some of its outputs (the others multiply zero padding: 2-13% of the work on the
-VGG layers). Row pitches of the padded buffers avoid multiples of 256 elements
+The register tile (``_tile_oc`` over the intrinsic ``_fma_tile``) keeps ``P`` values of
+``j`` times ``L`` values of ``o`` (``L = 16`` or ``32`` lanes) in ``P`` LLVM vectors of ``L``
+values, which the backend maps to the target's registers (one zmm per 16 float32 on
+AVX-512, two ymm on AVX2, four q on NEON); ``P`` and ``L`` come from one rule over the ISA's
+vector width, register count and FMA and load throughputs (``kernels._isa.tile``). Each
+step of ``k`` is one vector load of ``M`` (repacked as ``(O/L, K, L)``, zero-padded), one
+broadcast of ``X`` per pixel (folded into the FMA on AVX-512) and ``P`` ``llvm.fma``. The
+tile is written as vector code because the former scalar version (64 accumulators left to
+LLVM's SLP vectorizer) packed into 4 zmm with stack spills on AVX-512. The tile stores its
+result transposed in registers (``_transposed``: ``log2 P`` stages of shuffles, then one
+vector store per channel row), when ``P`` is a power of two. Each variant (tile shape) is
+its own set of compiled kernels (``kernels``), with the tile's shape in their names.
+Measured on a 2-core Zen 5 (AVX-512; 8 x 16 tile, float32, one thread): 120-178 GFLOP/s on
+the VGG layers (conv2..conv6), against 54-64 for the scalar tile and 187 for NumPy's
+4096^3 sgemm; ``tools/isa_check.py`` checks the loop for CPUs this machine is not.
+What matters: ``contract``-style single rounding (``llvm.fma``) and no ``reassoc`` (with it
+LLVM vectorizes the ``k`` loop with gathers); one general register per pixel for its
+offset (``P <= 8`` on x86-64, or the offsets spill); unsigned offsets, so Numba emits no
+negative-index wraparound. Each tile sums ``k`` over ``bounds[t]`` only, the taps that read
+real input rows for some of its outputs (the others multiply zero padding: 2-13% of the
+work on the VGG layers). Row pitches of the padded buffers avoid multiples of 256 elements
 (``_pitch``): planes 1-4 KiB apart share L1 cache sets, which made ``dx`` of the 28x28
 layer 15% slower.
 
@@ -56,11 +63,15 @@ function that calls it, so the tile sits directly below the kernels.
 import functools
 
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils
+from numba.core import types as nb_types
+from numba.extending import intrinsic
 
-from kernels._jit import chunk_kernel, helper
+from kernels._isa import BLOCK
+from kernels._jit import chunk_kernel, helper, renamed
 
-LANES = 16  # output channels per tile (two AVX2 registers of float32)
-PIXELS = 4  # values of ``j`` per tile
+LANES = BLOCK  # channels per tile; each variant (``kernels``) sets its own
 RUN = 64  # pixels per row tile of ``_tile_px``
 _DW_PIXELS = 1024  # output pixels per ``dw`` tile call (a group of images)
 
@@ -74,17 +85,20 @@ def _offsets(base: int, dims: tuple, multiple: int = 1) -> np.ndarray:
     return np.concatenate([t, np.full(-t.size % multiple, base)]).astype(np.uint64)
 
 
-def _bounds(entries: int, per_row: int, rows: int, rule: tuple, unit: int) -> np.ndarray:
-    """``k`` range of each tile of ``_tile_oc``: tile ``t`` holds entries ``[4t, 4t + 4)``,
+def _bounds(
+    entries: int, per_row: int, rows: int, rule: tuple, unit: int, pixels: int
+) -> np.ndarray:
+    """``k`` range of each tile of ``_tile_oc``: tile ``t`` holds entries ``[P t, P t + P)``
+    (``P = pixels``),
     entry ``j < entries`` is in row ``a = j // per_row``, ``k`` runs over blocks of ``unit``
     values, and block ``b < rows`` is needed by row ``a`` iff ``0 <= a*SA + b*SB + C0 < SIZE``
     for ``rule = (SA, SB, C0, SIZE)``. Returns int64 ``(tiles, 2)``: from the first to the
     last block needed by an entry of the tile, ``(0, 0)`` if none."""
     sa, sb, c0, size = rule
-    j = np.arange(-(-entries // PIXELS) * PIXELS)
+    j = np.arange(-(-entries // pixels) * pixels)
     pos = (j // per_row)[:, None] * sa + np.arange(rows) * sb + c0
     need = (pos >= 0) & (pos < size) & (j < entries)[:, None]
-    need = need.reshape(-1, PIXELS, rows).any(axis=1)
+    need = need.reshape(-1, pixels, rows).any(axis=1)
     some = need.any(axis=1)
     lo = np.where(some, need.argmax(axis=1), 0)
     hi = np.where(some, rows - need[:, ::-1].argmax(axis=1), 0)
@@ -97,91 +111,208 @@ def _pitch(rows: int, cols: int) -> int:
     return cols + 1 if rows * cols % 256 == 0 else cols
 
 
-def blocks(w: np.ndarray) -> np.ndarray:
-    """Weights ``w (O, I, KH, KW)`` as ``(ceil(O/16), KH*I*KW, 16)``, taps in ``(kh, i, kw)``
-    order, ``O`` zero-padded: the ``M`` of ``_tile_oc``. One strided copy (two copies took
-    4x longer, which counts at batch 1)."""
+def blocks(w: np.ndarray, lanes: int) -> np.ndarray:
+    """Weights ``w (O, I, KH, KW)`` as ``(ceil(O/L), KH*I*KW, L)`` for ``L = lanes``, taps in
+    ``(kh, i, kw)`` order, ``O`` zero-padded: the ``M`` of ``_tile_oc``. One strided copy (two
+    copies took 4x longer, which counts at batch 1)."""
     o, i, kh, kw = w.shape
-    ob = -(-o // LANES)
-    if o % LANES:
-        w = np.concatenate([w, np.zeros((ob * LANES - o, i, kh, kw), w.dtype)])
-    packed = w.reshape(ob, LANES, i, kh, kw).transpose(0, 3, 2, 4, 1)
-    return np.ascontiguousarray(packed).reshape(ob, kh * i * kw, LANES)
+    ob = -(-o // lanes)
+    if o % lanes:
+        w = np.concatenate([w, np.zeros((ob * lanes - o, i, kh, kw), w.dtype)])
+    packed = w.reshape(ob, lanes, i, kh, kw).transpose(0, 3, 2, 4, 1)
+    return np.ascontiguousarray(packed).reshape(ob, kh * i * kw, lanes)
 
 
 @functools.lru_cache(maxsize=64)
-def forward_plan(c: int, h: int, w: int, geom: tuple) -> tuple:
-    """``((inner, outer, bounds), (HP, WP, PH, PW))`` for ``conv2d_forward``; ``geom`` is
-    ``(KH, KW, SH, SW, PH, PW, OH, OW)``. Cached: the arrays must not be modified."""
+def forward_plan(c: int, h: int, w: int, geom: tuple, pixels: int) -> tuple:
+    """``((inner, outer, bounds), (HP, WP, PH, PW))`` for ``conv2d_forward`` with tiles of
+    ``pixels``; ``geom`` is ``(KH, KW, SH, SW, PH, PW, OH, OW)``. Cached: the arrays must not
+    be modified."""
     kh, kw, sh, sw, ph, pw, oh, ow = geom
     hp, wp = h + 2 * ph, _pitch(h + 2 * ph, w + 2 * pw)
     inner = _offsets(0, ((kh, wp), (c, hp * wp), (kw, 1)))
-    outer = _offsets(0, ((oh, sh * wp), (ow, sw)), PIXELS)
-    bounds = _bounds(oh * ow, ow, kh, (sh, 1, -ph, h), c * kw)
+    outer = _offsets(0, ((oh, sh * wp), (ow, sw)), pixels)
+    bounds = _bounds(oh * ow, ow, kh, (sh, 1, -ph, h), c * kw, pixels)
     return (inner, outer, bounds), (hp, wp, ph, pw)
 
 
 @functools.lru_cache(maxsize=64)
-def backward_plan(n: int, c: int, h: int, w: int, oc: int, geom: tuple) -> tuple:
+def backward_plan(n: int, c: int, h: int, w: int, oc: int, geom: tuple, pixels: int) -> tuple:
     """``((pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds), xframe, dframe)`` for
-    ``conv2d_backward`` with chunks of at most ``n`` images: ``xframe = (HP, WP, PH, PW, 1,
-    1)`` places ``x`` in its padded buffer, ``dframe = (HD, WD, KH-1, KW-1, SH, SW, OH, OW)``
-    places ``dy``. Cached: the arrays must not be modified."""
+    ``conv2d_backward`` with chunks of at most ``n`` images and tiles of ``pixels``:
+    ``xframe = (HP, WP, PH, PW, 1, 1)`` places ``x`` in its padded buffer,
+    ``dframe = (HD, WD, KH-1, KW-1, SH, SW, OH, OW)`` places ``dy``. Cached: the arrays must
+    not be modified."""
     kh, kw, sh, sw, ph, pw, oh, ow = geom
     hp, wp = h + 2 * ph, _pitch(h + 2 * ph, w + 2 * pw)
     hd, wd = hp + kh - 1, _pitch(hp + kh - 1, w + 2 * pw + kw - 1)
     group = max(1, min(n, _DW_PIXELS // (oh * ow)))
+    group = max(1, -(-n // max(1, -(-n // group))))  # groups evenly filled: the last pads less
     tables = (
         _offsets(0, ((oh, sh * wp), (group, c * hp * wp), (ow, sw))),
-        _offsets(0, ((kh, wp), (c, hp * wp), (kw, 1)), PIXELS),
-        _bounds(kh * c * kw, c * kw, oh, (1, sh, -ph, h), group * ow),
+        _offsets(0, ((kh, wp), (c, hp * wp), (kw, 1)), pixels),
+        _bounds(kh * c * kw, c * kw, oh, (1, sh, -ph, h), group * ow, pixels),
         _offsets(0, ((kh, wd), (oc, hd * wd), (kw, 1))),
-        _offsets(ph * wd + pw, ((h, wd), (w, 1)), PIXELS),
-        _bounds(h * w, w, kh, (1, 1, ph - kh + 1, (oh - 1) * sh + 1), oc * kw),
+        _offsets(ph * wd + pw, ((h, wd), (w, 1)), pixels),
+        _bounds(h * w, w, kh, (1, 1, ph - kh + 1, (oh - 1) * sh + 1), oc * kw, pixels),
     )
     return tables, (hp, wp, ph, pw, 1, 1), (hd, wd, kh - 1, kw - 1, sh, sw, oh, ow)
 
 
-def _unrolled(template: str, count: int, sep: str = "; ") -> str:
-    """Join ``template.format(i=i)`` for ``i < count``."""
-    return sep.join(template.format(i=i) for i in range(count))
+def _transposed(pixels: int, lanes: int) -> tuple | None:
+    """How ``pixels`` accumulators of ``lanes`` lanes (accumulator ``p`` holds lanes ``(p, l)``,
+    ``l < lanes``) become rows ``l`` of ``pixels`` values: ``(stages, rows)``, ``stages`` a list
+    of shuffle stages, each a list of ``(a, b, mask)`` (``shufflevector`` of vectors ``a`` and
+    ``b``), after which vector ``v`` holds rows ``rows[v]`` (``lanes / pixels`` whole rows, in
+    order); ``None`` unless ``pixels`` is a power of two <= ``lanes``. Each stage merges pairs of
+    vectors of the same rows and disjoint pixels and splits each merge into its lower and
+    upper rows: ``log2(pixels)`` stages of ``pixels`` shuffles, against ``lanes * pixels``
+    single-value stores."""
+    if pixels > lanes or pixels & (pixels - 1):
+        return None
+    vecs = [[(p, lane) for lane in range(lanes)] for p in range(pixels)]
+    stages = []
+    while len({p for p, _ in vecs[0]}) < pixels:
+        low, high = [], []
+        for i in range(0, pixels, 2):
+            cat = vecs[i] + vecs[i + 1]
+            both = sorted(cat, key=lambda e: (e[1], e[0]))
+            low.append((i, i + 1, [cat.index(e) for e in both[:lanes]], both[:lanes]))
+            high.append((i, i + 1, [cat.index(e) for e in both[lanes:]], both[lanes:]))
+        stages.append([op[:3] for op in low + high])
+        vecs = [op[3] for op in low + high]
+    return stages, [[lane for _, lane in v[::pixels]] for v in vecs]
 
 
-def _tile_oc_source() -> str:
-    """Source of ``_tile_oc``: ``out[o, j] = init[o] + sum_k X[inner[k] + outer[j]] * M[k, o]``
-    for ``M (O/16, K, 16)``, ``init (O/16, 16)``, ``len(outer)`` a multiple of 4, ``out`` at
-    least ``(O, len(outer))``; offsets are uint64. The tile of ``j`` in ``[4t, 4t + 4)`` sums
-    ``k`` over ``[bounds[t, 0], bounds[t, 1])`` only (the other terms read padding zeros)."""
-    acc = "\n".join(
-        "            " + _unrolled(f"a{p}_{{i}} = iv[{{i}}]", LANES) for p in range(PIXELS)
-    )
-    fma = "\n".join(
-        "                " + _unrolled(f"a{p}_{{i}} += x{p} * m{{i}}", LANES) for p in range(PIXELS)
-    )
-    store = "\n".join(
-        "            " + _unrolled(f"ot[{{i}}, {p}] = a{p}_{{i}}", LANES) for p in range(PIXELS)
-    )
-    return f"""
+def _store_lanes(builder, accs, outp, row0, pitch, j0, valid) -> None:
+    """Store ``acc[p][l]`` at ``out[row0 + l, j0 + p]`` for ``p < valid``, one value at a time."""
+    i64 = ir.IntType(64)
+    for p, a in enumerate(accs):
+        with builder.if_then(builder.icmp_signed("<", i64(p), valid), likely=True):
+            col = builder.add(j0, i64(p))
+            for lane in range(a.type.count):
+                at = builder.add(builder.mul(builder.add(row0, i64(lane)), pitch), col)
+                builder.store(builder.extract_element(a, i64(lane)), builder.gep(outp, [at]))
+
+
+def _store_rows(builder, accs, plan, outp, row0, pitch, j0, align) -> None:
+    """Store ``acc[p][l]`` at ``out[row0 + l, j0 + p]`` for all ``p``: transpose the
+    accumulators as ``plan = _transposed(len(accs))`` says, then one vector store per row."""
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    stages, rows = plan
+    pixels, vecs = len(accs), list(accs)
+    for stage in stages:
+        vecs = [
+            builder.shuffle_vector(vecs[a], vecs[b], ir.Constant(ir.VectorType(i32, len(m)), m))
+            for a, b, m in stage
+        ]
+    for vec, lanes in zip(vecs, rows, strict=True):
+        for r, lane in enumerate(lanes):
+            part = vec
+            if pixels < vec.type.count:
+                mask = ir.Constant(
+                    ir.VectorType(i32, pixels), list(range(r * pixels, (r + 1) * pixels))
+                )
+                part = builder.shuffle_vector(vec, vec, mask)
+            at = builder.add(builder.mul(builder.add(row0, i64(lane)), pitch), j0)
+            dest = builder.bitcast(builder.gep(outp, [at]), part.type.as_pointer())
+            builder.store(part, dest, align=align)
+
+
+def _fma_tile_intrinsic(pixels: int, lanes: int):
+    """An intrinsic ``_fma_tile(X, inner, outer, j, k0, k1, m, iv, out, o0, count)``: the
+    register tile ``out[o0 + l, j + p] = iv[l] + sum_{k0 <= k < k1} X[inner[k] + outer[j + p]]
+    * m[k, l]`` for ``l < lanes`` and ``p < count <= pixels``, written as LLVM vector code:
+    ``pixels`` accumulators of ``lanes`` values (the backend splits each into the vector registers
+    of the target: 16 float32 are 1 zmm, 2 ymm or 4 q), one vector load of ``m`` and one
+    broadcast of ``X`` per pixel and step, ``llvm.fma`` (the product is rounded once, as by
+    ``contract``). ``X, m, iv, out`` share one float dtype; ``inner, outer`` are uint64."""
+
+    @intrinsic
+    def _fma_tile(typingctx, X, inner, outer, j, k0, k1, m, iv, out, o0, count):
+        sig = nb_types.void(X, inner, outer, j, k0, k1, m, iv, out, o0, count)
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            arrays = [
+                context.make_array(tys[i])(context, builder, args[i]) for i in (0, 1, 2, 6, 7, 8)
+            ]
+            xp, inner_p, outer_p, mp, ivp, outp = (a.data for a in arrays)
+            i64 = ir.IntType(64)
+            ints = [
+                context.cast(builder, args[i], tys[i], nb_types.int64) for i in (3, 4, 5, 9, 10)
+            ]
+            j0, kb, ke, row0, valid = ints
+            fty = context.get_value_type(tys[0].dtype)
+            vty = ir.VectorType(fty, lanes)
+            align = context.get_abi_sizeof(fty)
+            pitch = cgutils.unpack_tuple(builder, arrays[5].shape, 2)[1]
+            offs = [
+                builder.load(builder.gep(outer_p, [builder.add(j0, i64(p))]), typ=i64)
+                for p in range(pixels)
+            ]
+            start = builder.load(ivp, typ=vty, align=align)
+            suffix = f"v{lanes}f{8 * align}"
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.{suffix}"
+            )
+            splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+            entry = builder.basic_block
+            head = builder.append_basic_block("tile.head")
+            body = builder.append_basic_block("tile.body")
+            done = builder.append_basic_block("tile.done")
+            builder.branch(head)
+            builder.position_at_end(head)
+            k = builder.phi(i64)
+            accs = [builder.phi(vty) for _ in range(pixels)]
+            k.add_incoming(kb, entry)
+            for a in accs:
+                a.add_incoming(start, entry)
+            builder.cbranch(builder.icmp_signed("<", k, ke), body, done)
+            builder.position_at_end(body)
+            ik = builder.load(builder.gep(inner_p, [k]), typ=i64)
+            mv = builder.load(builder.gep(mp, [builder.mul(k, i64(lanes))]), typ=vty, align=align)
+            for p, a in enumerate(accs):
+                xv = builder.load(builder.gep(xp, [builder.add(ik, offs[p])]), typ=fty)
+                xs = builder.insert_element(ir.Constant(vty, ir.Undefined), xv, ir.IntType(32)(0))
+                bc = builder.shuffle_vector(xs, ir.Constant(vty, ir.Undefined), splat)
+                a.add_incoming(builder.call(fma, [bc, mv, a]), body)
+            k.add_incoming(builder.add(k, i64(1)), body)
+            builder.branch(head)
+            builder.position_at_end(done)
+            plan = _transposed(pixels, lanes)
+            if plan is None:
+                _store_lanes(builder, accs, outp, row0, pitch, j0, valid)
+            else:
+                full = builder.icmp_signed("==", valid, i64(pixels))
+                with builder.if_else(full, likely=True) as (whole, edge):
+                    with whole:
+                        _store_rows(builder, accs, plan, outp, row0, pitch, j0, align)
+                    with edge:
+                        _store_lanes(builder, accs, outp, row0, pitch, j0, valid)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return _fma_tile
+
+
 def _tile_oc(X, inner, outer, bounds, M, init, out):
+    """``out[o, j] = init[o] + sum_k X[inner[k] + outer[j]] * M[k, o]`` for ``M (O/16, K,
+    16)``, ``init (O/16, 16)``, ``len(outer)`` a multiple of ``PIXELS`` (this variant's tile),
+    ``out`` C-contiguous with at least ``O`` rows and ``min(len(outer), out.shape[1])``
+    columns computed; offsets are uint64. The tile of ``j`` in ``[P t, P t + P)`` sums ``k``
+    over ``[bounds[t, 0], bounds[t, 1])`` only (the other terms read padding zeros).
+    ``PIXELS`` and ``_fma_tile`` are globals of each variant (``kernels``)."""
+    cols = out.shape[1]
     for ob in range(M.shape[0]):
-        iv = init[ob]
-        for j in range(0, outer.shape[0], {PIXELS}):
-            {_unrolled("o{i} = outer[j + {i}]", PIXELS)}
-{acc}
-            for k in range(bounds[j // {PIXELS}, 0], bounds[j // {PIXELS}, 1]):
-                ik = inner[k]
-                mk = M[ob, k]
-                {_unrolled("x{i} = X[ik + o{i}]", PIXELS)}
-                {_unrolled("m{i} = mk[{i}]", LANES)}
-{fma}
-            ot = out[ob * {LANES}:, j:]
-{store}
-"""
-
-
-# Compiled under this file's name, so that Numba's cache keys them to this file.
-exec(compile(_tile_oc_source(), __file__, "exec"))  # noqa: S102
-_tile_oc = helper(_tile_oc)  # noqa: F821
+        mb, iv = M[ob], init[ob]
+        for j in range(0, outer.shape[0], PIXELS):  # noqa: F821
+            t = j // PIXELS  # noqa: F821
+            count = min(PIXELS, cols - j)  # noqa: F821
+            _fma_tile(  # noqa: F821
+                X, inner, outer, j, bounds[t, 0], bounds[t, 1], mb, iv, out, ob * LANES, count
+            )
 
 
 @helper
@@ -210,7 +341,6 @@ def _tile_px(X, inner, q0, M, out):
                     ot[i] += m * xk[i]
 
 
-@helper
 def _blocks(src, dst, k0, width, stride):
     """``dst[o // 16, row(p), o % 16] = src[o, p]`` with ``row(a*width + b) = k0 + a*stride + b``
     (``dst`` pre-zeroed: padded lanes stay 0); 16 contiguous lanes at a time."""
@@ -260,8 +390,7 @@ def _span(t, chunks, n):
     return t * n // chunks, (t + 1) * n // chunks
 
 
-@chunk_kernel(slp_vectorize=True)
-def conv2d_forward(x, m, init, tables, pads, y2, t, chunks):
+def _forward(x, m, init, tables, pads, y2, t, chunks):
     """Chunk ``t`` of ``y2 (N, OC, OH*OW) = conv2d(x, w) + b``, with ``m = blocks(w)`` (taps
     in ``(kh, c, kw)`` order), ``init = blocks(b as (OC, 1, 1, 1))`` as ``(ceil(OC/16), 16)``
     and ``tables, pads = forward_plan(...)``. ``_tile_oc`` writes straight into ``y2[n]`` when
@@ -279,7 +408,6 @@ def conv2d_forward(x, m, init, tables, pads, y2, t, chunks):
             _crop(scratch, y2[n].reshape((y2.shape[1], 1, y2.shape[2])), 0)
 
 
-@helper
 def _dw_group(dy2, x, g0, gn, bufs, frames, db_t):
     """Pad images ``[g0, g0 + gn)`` into ``xg``, their ``dy`` into ``dyt`` (rows in
     ``(oh, image, ow)`` order) and add their ``dy`` sums to ``db_t (OC/16, 16)`` (16
@@ -300,8 +428,7 @@ def _dw_group(dy2, x, g0, gn, bufs, frames, db_t):
                 db_t[ob, lane] += dyt[ob, k, lane]
 
 
-@chunk_kernel(slp_vectorize=True)
-def conv2d_backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
+def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
     """Chunk ``t`` of the backward pass: ``dx (N, C, H, W)`` of its images and their summed
     ``dw_parts[t] (OC, KH*C*KW)`` (taps in ``(kh, c, kw)`` order) and ``db_parts[t] (OC,)``,
     from ``dy2 (N, OC, OH*OW)``. ``wts = (blocks(wf), wt2)`` with ``wf (C, OC, KH, KW)`` the
@@ -344,3 +471,21 @@ def conv2d_backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chun
                 dw_t[o, r] += dwt[o, r]
     for o in range(oc_):
         db_parts[t, o] = db_lanes[o // LANES, o % LANES]
+
+
+@functools.cache
+def kernels(pixels: int, lanes: int) -> tuple:
+    """``(conv2d_forward, conv2d_backward)``: the chunk kernels of the variant whose register
+    tile is ``pixels`` pixels x ``lanes`` channels (``kernels._isa.tile``). Each variant has
+    its own qualified names, hence its own cache files."""
+    suffix = f"_p{pixels}x{lanes}"
+
+    def variant(fn, **names):
+        return renamed(fn, suffix, LANES=lanes, **names)
+
+    tile = helper(variant(_tile_oc, _fma_tile=_fma_tile_intrinsic(pixels, lanes), PIXELS=pixels))
+    dw_group = helper(variant(_dw_group, _blocks=helper(variant(_blocks))))
+    return (
+        chunk_kernel(variant(_forward, _tile_oc=tile)),
+        chunk_kernel(variant(_backward, _tile_oc=tile, _dw_group=dw_group)),
+    )

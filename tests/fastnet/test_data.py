@@ -13,46 +13,56 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA_ROOT
+from conftest import (
+    FASHION_SUBSET,
+    FASHION_TRAIN,
+    fashion_subset_arrays,
+    idx_bytes,
+)
 
+from fastnet.cli import main
 from fastnet.data import (
-    DATASETS,
     FILES,
+    cache_dir,
     dataset_dir,
     default_data_dir,
+    download_dataset,
     download_file,
     iterate_batches,
     load_dataset,
     load_fashion_mnist,
     load_mnist,
+    locate_dataset,
     random_shift,
     read_idx,
+    sources,
 )
 from fastnet.data import download as dl
 from fastnet.errors import DataError
 
-SHARED = DATA_ROOT
-# Published per-class counts: MNIST (train, test); Fashion-MNIST is balanced.
-LABEL_COUNTS = {
-    "mnist": (
-        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
-        [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
-    ),
-    "fashion-mnist": ([6000] * 10, [1000] * 10),
+# md5 of the bundled MNIST files, as listed by the README of the folder they were copied
+# from: the test images and all labels are the official files, the training images not.
+BUNDLED_MD5 = {
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "train-images-idx3-ubyte.gz": "a0800b9e8c812b9e45b911451b965316",
 }
-IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C, np.dtype(">f8"): 0x0E}
+# Published per-class counts of MNIST (train, test).
+MNIST_LABEL_COUNTS = (
+    [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+    [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+)
+# The Fashion-MNIST subset: md5 of its two .gz files, and its per-class label counts,
+# counted with NumPy on the full official test labels when the subset was cut.
+FASHION_SUBSET_MD5 = {
+    "t10k-images-idx3-ubyte.gz": "8e1f33d4ab7fade6d90b280b17f7f486",
+    "t10k-labels-idx1-ubyte.gz": "210b34e2494daf787b849e7ac4431892",
+}
+FASHION_SUBSET_COUNTS = [107, 105, 111, 93, 115, 87, 97, 95, 95, 95]
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
-    """IDX encoding written independently of the reader under test."""
-    dtype = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
-    code = IDX_CODES[dtype]
-    magic = (code << 8) | array.ndim if magic is None else magic
-    dims = b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return magic.to_bytes(4, "big") + dims + array.astype(dtype).tobytes()
 
 
 def fake_arrays(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,32 +94,33 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-# ---------------------------------------------------------------- real data (loaded once)
+# ---------------------------------------------------------------- the bundled MNIST
 
 
-def need_real(name: str) -> None:
-    if not (SHARED / name).is_dir():
-        pytest.fail(f"real datasets not found in {SHARED} (set FASTNET_TEST_DATA)")
+def test_bundled_mnist_files_have_the_listed_md5():
+    folder = Path(sources.__file__).resolve().parent / "mnist"  # inside the package
+    assert sources.BUNDLED["mnist"] == folder
+    assert sorted(os.listdir(folder)) == sorted(FILES)
+    for name in FILES:
+        assert md5((folder / name).read_bytes()) == BUNDLED_MD5[name], name
+    official = [name for name in FILES if dl.MD5["mnist"][name] == BUNDLED_MD5[name]]
+    assert sorted(official) == sorted(set(FILES) - {"train-images-idx3-ubyte.gz"})
 
 
-@pytest.fixture(scope="module", params=DATASETS)
-def real(request: pytest.FixtureRequest):
-    need_real(request.param)
-    return request.param, load_dataset(request.param, SHARED, download=False)
-
-
-def test_real_shapes_dtypes_ranges(real):
-    name, ((x, t), (xt, tt)) = real
+def test_bundled_mnist_is_read_by_default_and_says_so():
+    lines = []
+    (x, t), (xt, tt) = load_dataset("mnist", download=False, log=lines.append)
+    assert lines == [f"data: mnist from {sources.BUNDLED['mnist']} ({sources.BUNDLED_NOTE})"]
     for images, labels, n, counts in [(x, t, 60000, 0), (xt, tt, 10000, 1)]:
         assert images.shape == (n, 1, 28, 28) and images.dtype == np.uint8
         assert labels.shape == (n,) and labels.dtype == np.int64
         assert images.min() == 0 and images.max() == 255
         assert images.flags.writeable and images.flags.c_contiguous
-        np.testing.assert_array_equal(np.bincount(labels), LABEL_COUNTS[name][counts])
+        np.testing.assert_array_equal(np.bincount(labels), MNIST_LABEL_COUNTS[counts])
 
 
-def test_real_batches_match_book_conversion(real):
-    _, (_, (xt, tt)) = real
+def test_bundled_mnist_batches_match_book_conversion():
+    _, (xt, tt) = load_dataset("mnist", download=False)
     batches = list(iterate_batches(xt, tt, 4096, shuffle=False))
     assert [len(b[0]) for b in batches] == [4096, 4096, 1808]
     x0, t0 = batches[0]
@@ -118,15 +129,52 @@ def test_real_batches_match_book_conversion(real):
     np.testing.assert_array_equal(t0, tt[:4096])
 
 
-def test_real_load_mnist_book_options():
-    need_real("mnist")
-    (x, t), (xt, tt) = load_mnist(SHARED, download=False, flatten=True, one_hot_label=True)
+def test_bundled_mnist_book_options():
+    (x, t), (xt, tt) = load_mnist(download=False, flatten=True, one_hot_label=True)
     assert x.shape == (60000, 784) and xt.shape == (10000, 784)
     assert x.dtype == xt.dtype == np.float32
     assert 0.0 == x.min() and x.max() == 1.0
     assert t.shape == (60000, 10) and t.dtype == np.float32
     np.testing.assert_array_equal(t.sum(axis=1), 1)
-    np.testing.assert_array_equal(np.bincount(tt.argmax(axis=1)), LABEL_COUNTS["mnist"][1])
+    np.testing.assert_array_equal(np.bincount(tt.argmax(axis=1)), MNIST_LABEL_COUNTS[1])
+
+
+def test_mnist_never_downloads(tmp_path, monkeypatch):
+    """An empty --data-dir and an empty cache: MNIST still loads, from the bundled copy."""
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(dl, "download_file", no_network)
+    located = locate_dataset("mnist", tmp_path / "empty")
+    assert located.folder == sources.BUNDLED["mnist"]
+    assert not (tmp_path / "empty").exists()
+
+
+# ---------------------------------------------------------------- the real Fashion-MNIST subset
+
+
+def test_fashion_subset_is_the_recorded_excerpt():
+    assert sorted(os.listdir(FASHION_SUBSET)) == sorted([*FASHION_SUBSET_MD5, "NOTICE"])
+    for name, digest in FASHION_SUBSET_MD5.items():
+        assert md5((FASHION_SUBSET / name).read_bytes()) == digest, name
+        assert (FASHION_SUBSET / name).stat().st_size < 500_000
+    images, labels = fashion_subset_arrays()
+    assert images.shape == (1000, 28, 28) and labels.shape == (1000,)
+    np.testing.assert_array_equal(np.bincount(labels), FASHION_SUBSET_COUNTS)
+    np.testing.assert_array_equal(read_idx(FASHION_SUBSET / "t10k-images-idx3-ubyte.gz"), images)
+
+
+def test_fashion_mnist_from_the_debian_package_folder(fashion_root, monkeypatch):
+    folder = fashion_root / "fashion-mnist"
+    monkeypatch.setitem(sources.SYSTEM, "fashion-mnist", folder)
+    lines = []
+    (x, t), (xt, tt) = load_dataset("fashion-mnist", download=False, log=lines.append)
+    assert lines == [f"data: fashion-mnist from {folder} ({sources.SYSTEM_NOTE})"]
+    images, labels = fashion_subset_arrays()
+    assert x.shape == (FASHION_TRAIN, 1, 28, 28) and xt.shape == (1000 - FASHION_TRAIN, 1, 28, 28)
+    np.testing.assert_array_equal(x[:, 0], images[:FASHION_TRAIN])
+    np.testing.assert_array_equal(tt, labels[FASHION_TRAIN:])
 
 
 # ---------------------------------------------------------------- book options on a tiny dataset
@@ -163,15 +211,62 @@ def test_default_data_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("FASTNET_DATA_DIR", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    assert default_data_dir() == tmp_path / "home" / ".cache" / "fastnet"
+    assert default_data_dir() == cache_dir() == tmp_path / "home" / ".cache" / "fastnet"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
     assert default_data_dir() == tmp_path / "home" / ".cache" / "fastnet"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_data_dir() == tmp_path / "xdg" / "fastnet"
+    assert default_data_dir() == cache_dir() == tmp_path / "xdg" / "fastnet"
     monkeypatch.setenv("FASTNET_DATA_DIR", str(tmp_path / "data"))
     assert default_data_dir() == tmp_path / "data"
+    assert cache_dir() == tmp_path / "xdg" / "fastnet"
     assert dataset_dir("fashion-mnist") == tmp_path / "data" / "fashion-mnist"
     assert dataset_dir("mnist", tmp_path / "x") == tmp_path / "x" / "mnist"
+
+
+# Where a complete fake copy is put ("given", "env", "cache", "system"), and what else
+# holds a copy that must lose to it: the first complete folder in the lookup order wins.
+LOOKUP = [
+    ("mnist", "given", ["env", "cache"], "the folder given"),
+    ("mnist", "env", ["cache"], "$FASTNET_DATA_DIR"),
+    ("mnist", "cache", [], "the user cache"),
+    ("fashion-mnist", "given", ["cache", "system"], "the folder given"),
+    ("fashion-mnist", "cache", ["system"], "the user cache"),
+    ("fashion-mnist", "system", [], sources.SYSTEM_NOTE),
+]
+
+
+@pytest.mark.parametrize("name,winner,losers,origin", LOOKUP)
+def test_lookup_order(tmp_path, rng, monkeypatch, name, winner, losers, origin):
+    roots = {where: tmp_path / where for where in ("given", "env", "cache", "system")}
+    folders = {where: root / name for where, root in roots.items()}
+    folders["cache"] = roots["cache"] / "fastnet" / name
+    folders["system"] = roots["system"]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(roots["cache"]))
+    monkeypatch.setitem(sources.SYSTEM, "fashion-mnist", folders["system"])
+    if winner == "env" or "env" in losers:
+        monkeypatch.setenv("FASTNET_DATA_DIR", str(roots["env"]))
+    files = fake_files(rng)
+    write_files(folders[winner], files)
+    for where in losers:
+        write_files(folders[where], fake_files(rng, n_train=5))
+    data_dir = roots["given"] if winner == "given" else None
+    located = locate_dataset(name, data_dir, download=False)
+    assert located.folder == folders[winner] and located.origin == origin
+    assert located.paths == tuple(folders[winner] / f for f in FILES)
+    (x, _), (_, tt) = load_dataset(name, data_dir, download=False)
+    np.testing.assert_array_equal(x.reshape(-1), decoded(files, FILES[0]))
+    np.testing.assert_array_equal(tt, decoded(files, FILES[3]))
+
+
+def test_incomplete_folders_are_passed_over(tmp_path, rng, monkeypatch):
+    """Three of four files in the folder given and in the cache: the bundled MNIST is read."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    files = fake_files(rng)
+    del files[FILES[3]]
+    write_files(tmp_path / "given" / "mnist", files)
+    write_files(tmp_path / "xdg" / "fastnet" / "mnist", files)
+    located = locate_dataset("mnist", tmp_path / "given", download=False)
+    assert located.folder == sources.BUNDLED["mnist"]
 
 
 def test_env_folder_and_raw_names(monkeypatch, tmp_path, rng):
@@ -192,11 +287,14 @@ def test_unknown_dataset_rejected(tmp_path):
 def test_missing_files_without_download(tmp_path, rng):
     files = fake_files(rng)
     del files[FILES[2]]
-    write_files(tmp_path / "mnist", files)
-    folder = re.escape(str(tmp_path / "mnist"))
+    write_files(tmp_path / "fashion-mnist", files)
+    folder = re.escape(str(tmp_path / "fashion-mnist"))
     with pytest.raises(DataError, match=rf"missing t10k-images-idx3-ubyte.gz in {folder}") as err:
-        load_dataset("mnist", tmp_path, download=False)
-    assert all(f in str(err.value) for f in FILES)
+        load_dataset("fashion-mnist", tmp_path, download=False)
+    message = str(err.value)
+    assert all(f in message for f in FILES)
+    assert str(cache_dir() / "fashion-mnist") in message  # where else it looked
+    assert str(sources.SYSTEM["fashion-mnist"]) in message and "dataset-fashion-mnist" in message
 
 
 # ---------------------------------------------------------------- malformed files
@@ -419,14 +517,72 @@ def test_load_dataset_downloads_missing_files(server, tmp_path, rng, monkeypatch
 
 def test_load_dataset_no_mirror_reachable(server, tmp_path, closed_port_url, monkeypatch):
     base, _ = server
-    monkeypatch.setitem(dl.MIRRORS, "mnist", (closed_port_url, base + "/nothing/"))
-    folder = tmp_path / "cache" / "mnist"
-    with pytest.raises(DataError, match=r"(?s)No mirror worked. Put these four files") as err:
-        load_dataset("mnist", tmp_path / "cache", progress=False)
+    monkeypatch.setitem(dl.MIRRORS, "fashion-mnist", (closed_port_url, base + "/nothing/"))
+    folder = tmp_path / "cache" / "fashion-mnist"
+    with pytest.raises(
+        DataError, match=r"(?s)No mirror worked \(offline\?\). Put these four"
+    ) as err:
+        load_dataset("fashion-mnist", tmp_path / "cache", progress=False)
     message = str(err.value)
     assert str(folder) in message and all(f in message for f in FILES)
     assert "HTTP Error 404" in message and closed_port_url in message
+    assert "install Debian's dataset-fashion-mnist package" in message
     assert listing(folder) == []
+
+
+@pytest.fixture
+def official(server, rng, monkeypatch) -> dict[str, bytes]:
+    """Fake "official" Fashion-MNIST files served at the second mirror (the first is down),
+    with their md5 as the published ones."""
+    base, routes = server
+    files = fake_files(rng)
+    for name, data in files.items():
+        routes["/second/" + name] = (data, "ok")
+    monkeypatch.setitem(dl.MIRRORS, "fashion-mnist", (base + "/first/", base + "/second"))
+    monkeypatch.setitem(dl.MD5, "fashion-mnist", {k: md5(v) for k, v in files.items()})
+    return files
+
+
+def test_download_dataset_keeps_verified_files_and_replaces_others(official, server, tmp_path):
+    _, routes = server
+    folder = tmp_path / "fashion-mnist"
+    write_files(folder, {FILES[0]: official[FILES[0]], FILES[1]: b"not the official file"})
+    del routes["/second/" + FILES[0]]  # kept: fetching it again would fail
+    lines = []
+    assert download_dataset("fashion-mnist", tmp_path, progress=False, log=lines.append) == folder
+    assert listing(folder) == sorted(FILES)
+    for name, data in official.items():
+        assert (folder / name).read_bytes() == data, name
+    assert [line.split()[2] for line in lines] == [
+        "already",
+        "downloaded",
+        "downloaded",
+        "downloaded",
+    ]
+    assert all(
+        line.startswith(f"fashion-mnist: {f} ") for line, f in zip(lines, FILES, strict=True)
+    )
+
+
+def test_cli_download_into_the_cache(official, capsys):
+    assert main(["download", "fashion-mnist"]) == 0
+    folder = cache_dir() / "fashion-mnist"
+    assert listing(folder) == sorted(FILES)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"fashion-mnist: the four official files are in {folder}"
+    )
+    located = locate_dataset("fashion-mnist", download=False)
+    assert located.folder == folder and located.origin == "the user cache"
+
+
+def test_cli_download_offline_exits_2_and_leaves_nothing(server, closed_port_url, tmp_path,
+                                                         monkeypatch, capsys):  # fmt: skip
+    monkeypatch.setitem(dl.MIRRORS, "mnist", (closed_port_url,))
+    assert main(["download", "mnist", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastnet download: error: mnist: could not download ")
+    assert "No mirror worked (offline?)" in err
+    assert listing(tmp_path / "mnist") == []
 
 
 # ---------------------------------------------------------------- batches

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_identical_checkpoints
+from conftest import assert_identical_checkpoints, idx_bytes
 
 import fastnet
 from fastnet import checkpoint, distributed, models, optim, train
@@ -52,7 +52,7 @@ from fastnet.cli import main
 mode, k, victim, record = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rank = distributed.world().rank
 steps, history = [], []
-step, fit, shift = optim.Optimizer.step, train.fit, train.random_shift
+step, fit, augment = optim.Optimizer.step, train.fit, train.augment_batch
 
 def recording_step(self):
     step(self)
@@ -64,13 +64,13 @@ def recording_step(self):
         if mode == "raise":
             raise RuntimeError(f"injected fault on rank {rank}")
 
-def waiting_shift(x, max_shift, rng):
+def waiting_augment(x, spec, rng):
     if mode == "sigint" and len(steps) + 1 == k:
         print("WAITING", rank, os.getpid(), file=sys.__stdout__, flush=True)
         deadline = time.monotonic() + 60
         while not signal.getsignal(signal.SIGINT).requested and time.monotonic() < deadline:
             time.sleep(0.01)
-    return shift(x, max_shift, rng)
+    return augment(x, spec, rng)
 
 def recording_fit(*args, **kwargs):
     history.extend(fit(*args, **kwargs))
@@ -78,7 +78,7 @@ def recording_fit(*args, **kwargs):
 
 optim.Optimizer.step = recording_step
 train.fit = recording_fit
-train.random_shift = waiting_shift
+train.augment_batch = waiting_augment
 code = main(sys.argv[5:])
 arrays = {f"{i}/{j}": a for i, params in enumerate(steps) for j, a in enumerate(params)}
 np.savez(f"{record}/rank{rank}.npz", history=np.array(json.dumps(history)), **arrays)
@@ -146,10 +146,7 @@ def data_dir(tmp_path_factory) -> Path:
             image[2 * label : 2 * label + 6, 4:24] = 255
         arrays += [images, labels]
     for name, a in zip(FILES, arrays, strict=True):
-        header = (0x800 + a.ndim).to_bytes(4, "big") + b"".join(
-            d.to_bytes(4, "big") for d in a.shape
-        )
-        (root / "mnist" / name).write_bytes(gzip.compress(header + a.tobytes()))
+        (root / "mnist" / name).write_bytes(gzip.compress(idx_bytes(a)))
     return root
 
 

@@ -49,7 +49,7 @@ from fastnet.cli import main
 
 mode, k = sys.argv[1], int(sys.argv[2])
 count = {"steps": 0, "writes": 0}
-shift, atomic_write, replace = train.random_shift, checkpoint.atomic_write, os.replace
+shift, atomic_write, replace = train.augment_batch, checkpoint.atomic_write, os.replace
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -91,7 +91,7 @@ def hooked_replace(src, dst):
     if armed and mode == "kill-after-rename":
         die()
 
-train.random_shift = step
+train.augment_batch = step
 checkpoint.atomic_write = hooked_atomic_write
 os.replace = hooked_replace
 sys.exit(main(sys.argv[3:]))
@@ -164,15 +164,15 @@ def restore_threads():
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, data_root) -> dict[str, np.ndarray]:
+def reference(tmp_path_factory) -> dict[str, np.ndarray]:
     """Final weights of the uninterrupted run."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    assert main(["train", "--data-dir", str(data_root), "--out", str(out), *RUN]) == 0
+    assert main(["train", "--out", str(out), *RUN]) == 0
     return final_weights(out)
 
 
-def train_args(data_root: Path, out: Path) -> list[str]:
-    return ["train", "--data-dir", str(data_root), "--out", str(out), *RUN]
+def train_args(out: Path) -> list[str]:
+    return ["train", "--out", str(out), *RUN]
 
 
 # ---------------------------------------------------------------- SIGKILL
@@ -188,11 +188,9 @@ KILLS = [
 
 
 @pytest.mark.parametrize("mode, k, done, kept", KILLS, ids=[m[0] for m in KILLS])
-def test_sigkill_while_saving_keeps_a_loadable_checkpoint(
-    mode, k, done, kept, reference, data_root, tmp_path
-):
+def test_sigkill_while_saving_keeps_a_loadable_checkpoint(mode, k, done, kept, reference, tmp_path):
     out = tmp_path / "run"
-    child = start_child(mode, k, train_args(data_root, out))
+    child = start_child(mode, k, train_args(out))
     stdout, _ = child.communicate(timeout=120)
     assert child.returncode == -signal.SIGKILL
     assert steps_started(stdout) == done
@@ -203,11 +201,9 @@ def test_sigkill_while_saving_keeps_a_loadable_checkpoint(
     assert_clean_and_complete(out, reference)
 
 
-def test_sigkill_at_a_random_moment_loses_at_most_checkpoint_every_steps(
-    reference, data_root, tmp_path
-):
+def test_sigkill_at_a_random_moment_loses_at_most_checkpoint_every_steps(reference, tmp_path):
     out = tmp_path / "run"
-    child = start_child("slow", 0, train_args(data_root, out))
+    child = start_child("slow", 0, train_args(out))
     lines = wait_for_line(child, "STEP 5")
     delay = random.uniform(0.0, 0.4)
     time.sleep(delay)
@@ -221,9 +217,9 @@ def test_sigkill_at_a_random_moment_loses_at_most_checkpoint_every_steps(
 # ---------------------------------------------------------------- Ctrl-C
 
 
-def test_ctrl_c_saves_exits_cleanly_and_resumes_bit_identically(reference, data_root, tmp_path):
+def test_ctrl_c_saves_exits_cleanly_and_resumes_bit_identically(reference, tmp_path):
     out = tmp_path / "run"
-    child = start_child("sigint", 8, train_args(data_root, out))
+    child = start_child("sigint", 8, train_args(out))
     wait_for_line(child, "WAITING")
     child.send_signal(signal.SIGINT)
     stdout, stderr = child.communicate(timeout=60)
@@ -240,9 +236,9 @@ def test_ctrl_c_saves_exits_cleanly_and_resumes_bit_identically(reference, data_
 # ---------------------------------------------------------------- non-finite loss or weights
 
 
-def test_diverging_loss_stops_with_epoch_step_and_advice(data_root, tmp_path, capsys):
+def test_diverging_loss_stops_with_epoch_step_and_advice(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = [*train_args(data_root, out), "--optimizer", "sgd", "--lr", "1e6"]
+    argv = [*train_args(out), "--optimizer", "sgd", "--lr", "1e6"]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
@@ -285,7 +281,7 @@ NANS = [("loss", 8, "loss is nan at epoch 2, step 3", 7),
 
 @pytest.mark.parametrize("inject, at, message, kept", NANS, ids=[n[0] for n in NANS])
 def test_non_finite_values_never_overwrite_a_good_checkpoint(
-    inject, at, message, kept, reference, data_root, tmp_path, monkeypatch, capsys
+    inject, at, message, kept, reference, tmp_path, monkeypatch, capsys
 ):
     out = tmp_path / "run"
     if inject == "loss":
@@ -294,7 +290,7 @@ def test_non_finite_values_never_overwrite_a_good_checkpoint(
         monkeypatch.setattr(train, "SoftmaxCrossEntropy", NanLossAt)
     else:
         nan_weights_at(monkeypatch, at)
-    assert main(train_args(data_root, out)) == 1
+    assert main(train_args(out)) == 1
     err = capsys.readouterr().err
     assert message in err and f"the last good checkpoint {out / 'checkpoint.npz'} is kept" in err
     assert progress(out / "checkpoint.npz") == kept
@@ -359,11 +355,11 @@ class DiskFault:
 
 @pytest.mark.parametrize("where", ["create", "write", "fsync", "rename"])
 def test_full_disk_or_read_only_folder_keeps_the_previous_checkpoint(
-    where, reference, data_root, tmp_path, monkeypatch, capsys
+    where, reference, tmp_path, monkeypatch, capsys
 ):
     out = tmp_path / "run"
     fault = DiskFault(monkeypatch, where, k=4)  # the 4th write: after step 7, epoch 2 step 2
-    assert main(train_args(data_root, out)) == 1
+    assert main(train_args(out)) == 1
     monkeypatch.undo()
     reason = "Read-only file system" if where == "create" else "No space left on device"
     err = capsys.readouterr().err.strip().splitlines()

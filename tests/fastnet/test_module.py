@@ -142,17 +142,15 @@ def test_kernels_package_is_this_repository():
     assert Path(kernels.__file__).resolve().parent == REPO / "kernels"
 
 
-def test_import_compiles_nothing_and_is_fast():
+def test_import_compiles_nothing():
+    """Import time itself is an asv benchmark (asv_benchmarks/benchmarks/bench_startup.py)."""
     code = (
-        "import time; t = time.perf_counter(); import fastnet; "
-        "from fastnet import Conv2d, Affine; dt = time.perf_counter() - t; "
+        "import fastnet; from fastnet import Conv2d, Affine; "
         "import sys, kernels._jit as j; "
         "ks = [v for m in list(sys.modules.values()) for v in vars(m).values() "
         "if isinstance(v, j.Kernel)]; "
         "assert ks, 'no kernels found'; "
-        "assert all(not k.serial.signatures and not k.parallel.signatures for k in ks); "
-        "print(dt)"
+        "assert all(not k.serial.signatures and not k.parallel.signatures for k in ks)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
-    assert float(out.stdout) < 1.5  # generous: shared CI machines are noisy

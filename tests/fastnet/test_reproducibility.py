@@ -24,21 +24,19 @@ SMALL = ["--limit", "240", "--batch-size", "40", "--val-split", "0.25", "--epoch
          "--threads", "1"]  # fmt: skip
 
 
-def test_two_processes_give_bit_identical_weights(data_root, tmp_path):
+def test_two_processes_give_bit_identical_weights(tmp_path):
     """vgg-bn: convolution, batch norm, pooling, dropout, affine, Adam, augmentation."""
     for run in ("a", "b"):
-        argv = ["train", "--model", "vgg-bn", "--data-dir", str(data_root),
-                "--out", str(tmp_path / run), "--seed", "7", "--augment", "2", *SMALL]  # fmt: skip
+        argv = ["train", "--model", "vgg-bn", "--out", str(tmp_path / run),
+                "--seed", "7", "--augment", "2", *SMALL]  # fmt: skip
         done = subprocess.run([sys.executable, "-m", "fastnet.cli", *argv], capture_output=True)
         assert done.returncode == 0, done.stderr.decode()
     assert_identical(tmp_path / "a" / "checkpoint.npz", tmp_path / "b" / "checkpoint.npz")
 
 
 @pytest.mark.parametrize("model", ["mlp", "vgg-bn"])  # vgg-bn has every layer type
-def test_fit_twice_in_one_process_gives_bit_identical_weights(model, data_root, tmp_path):
-    config = train.TrainConfig(
-        model=model, data_dir=str(data_root), epochs=1, batch_size=20, limit=80, val_split=0.25
-    )
+def test_fit_twice_in_one_process_gives_bit_identical_weights(model, tmp_path):
+    config = train.TrainConfig(model=model, epochs=1, batch_size=20, limit=80, val_split=0.25)
     for run in ("a", "b"):
         train.fit(config, tmp_path / run, log=lambda line: None, progress=False)
     assert_identical(tmp_path / "a" / "checkpoint.npz", tmp_path / "b" / "checkpoint.npz")

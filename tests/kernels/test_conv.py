@@ -1,11 +1,15 @@
 """Parity tests for kernels.conv (conv2d forward and backward)."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import assert_close, assert_grad_close, numerical_grad
-from numba.core import config
 
 import kernels.conv as conv
+from kernels import _isa
 from kernels.conv import reference as ref
 
 # (N, C, H, W, OC, KH, KW, stride, padding, bias)
@@ -70,13 +74,6 @@ def test_kernel_matches_reference(case, dtype, parallel, rng):
         np.testing.assert_array_equal(a, a_copy)
 
 
-def test_slp_vectorizer_switch_is_restored(rng):
-    old = config.SLP_VECTORIZE
-    x, w, b, stride, padding = make_inputs(CASES[0], np.float32, rng)
-    conv.conv2d_forward(x, w, b, stride, padding)
-    assert config.SLP_VECTORIZE == old
-
-
 def test_non_contiguous_input_is_accepted(rng):
     x = rng.standard_normal((2, 3, 6, 10))[:, :, :, ::2]
     w = rng.standard_normal((2, 3, 3, 3))
@@ -124,3 +121,73 @@ BAD_INPUTS = [
 def test_bad_input_is_rejected(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# Every register tile that kernels._isa's rule gives some ISA, per dtype: each runs here
+# (the tile's shape is independent of the instructions the host compiles it to).
+VARIANTS = sorted(
+    {
+        (np.dtype(d).name, _isa.tile(spec, d, channels))
+        for spec in _isa.ISAS.values()
+        for d in (np.float32, np.float64)
+        for channels in (16, 32)
+    }
+)
+VARIANT_CASES = [CASES[i] for i in (1, 8, 9, 10)]
+
+
+@pytest.mark.parametrize("dtype_name, tile", VARIANTS, ids=str)
+@pytest.mark.parametrize("case", VARIANT_CASES, ids=str)
+def test_every_tile_variant_matches_reference(dtype_name, tile, case, rng, monkeypatch):
+    monkeypatch.setattr(conv, "tile", lambda dtype, channels: tile)
+    x, w, b, stride, padding = make_inputs(case, np.dtype(dtype_name), rng)
+    y_ref = ref.conv2d_forward_ref(x, w, b, stride, padding)
+    dy = rng.standard_normal(y_ref.shape).astype(dtype_name)
+    assert_close(conv.conv2d_forward(x, w, b, stride, padding), y_ref, "conv")
+    got = conv.conv2d_backward(dy, x, w, stride, padding)
+    for g, expected in zip(got, ref.conv2d_backward_ref(dy, x, w, stride, padding), strict=True):
+        assert_close(g, expected, "conv")
+
+
+PARITY_CHILD = """
+import numpy as np
+import kernels.conv as conv
+from kernels import _isa
+from kernels.conv import reference as ref
+
+rng = np.random.default_rng(7)
+worst = 0.0
+for c, oc in ((3, 16), (16, 16), (32, 32)):
+    x = rng.standard_normal((3, c, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((oc, c, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32)
+    y = conv.conv2d_forward(x, w, b, 1, 1)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = (y, *conv.conv2d_backward(dy, x, w, 1, 1))
+    want = (ref.conv2d_forward_ref(x, w, b, 1, 1), *ref.conv2d_backward_ref(dy, x, w, 1, 1))
+    for g, e in zip(got, want):
+        worst = max(worst, float(np.max(np.abs(g - e)) / np.max(np.abs(e))))
+print(_isa.host_isa(), worst)
+"""
+
+
+@pytest.mark.parametrize("cpu, isa", [("haswell", "avx2"), ("skylake-avx512", "avx512")])
+def test_code_compiled_for_another_cpu_matches_reference(cpu, isa, tmp_path):
+    """Compiled for another CPU than the host (``NUMBA_CPU_NAME`` with empty features: that
+    CPU's defaults), where the host can run it; an ISA the host lacks is for
+    tools/isa_check.py, which compiles without running."""
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features()
+    needs = {"avx2": ("avx2", "fma"), "avx512": ("avx512f", "avx512bw", "avx512vl", "avx512dq")}
+    runnable = all(features.get(f, False) for f in needs[isa])
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_CPU_FEATURES": ""}
+    env["NUMBA_CPU_NAME"] = cpu if runnable else "x86-64"
+    env.pop("FASTNET_ISA", None)
+    done = subprocess.run(
+        [sys.executable, "-c", PARITY_CHILD], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    name, worst = done.stdout.split()
+    assert name == (isa if runnable else "generic")
+    assert float(worst) < 1e-5
