@@ -458,9 +458,9 @@ class _Run:
         -------
         (loss sum, correct predictions, stop requested), over the whole batch and all ranks.
         """
-        x = augment_batch(x, self.config.augment, self.augment_rng)
-        mine = self.ranks.part(len(t))
-        x, t_mine = x[mine], t[mine]
+        mine = self.ranks.part(len(t))  # under MPI: the draws for all, the work for this part
+        rows = {"rows": mine} if self.ranks.size > 1 else {}
+        x, t_mine = augment_batch(x, self.config.augment, self.augment_rng, **rows), t[mine]
         loss_sum, correct = 0.0, 0
         if len(t_mine):
             logits = self.model(backend.to(x, self.device))

@@ -64,13 +64,13 @@ def recording_step(self):
         if mode == "raise":
             raise RuntimeError(f"injected fault on rank {rank}")
 
-def waiting_augment(x, spec, rng):
+def waiting_augment(x, spec, rng, **rows):
     if mode == "sigint" and len(steps) + 1 == k:
         print("WAITING", rank, os.getpid(), file=sys.__stdout__, flush=True)
         deadline = time.monotonic() + 60
         while not signal.getsignal(signal.SIGINT).requested and time.monotonic() < deadline:
             time.sleep(0.01)
-    return augment(x, spec, rng)
+    return augment(x, spec, rng, **rows)
 
 def recording_fit(*args, **kwargs):
     history.extend(fit(*args, **kwargs))
@@ -244,13 +244,15 @@ def test_n_ranks_give_the_weights_of_one_process_at_every_step(
     model, n, dtype, optimizer, rtol, data_dir, tmp_path, monkeypatch
 ):
     out = tmp_path / "run"
+    augment = "shift=1,rotate=5" if model == "mlp" else "0"  # each rank warps its images alone
     extra = ["--model", model, "--dtype", dtype, "--optimizer", optimizer, "--epochs", "1",
-             "--seed", "4"]  # fmt: skip
+             "--seed", "4", "--augment", augment]  # fmt: skip
     done = run(hooked(n, args(data_dir, out, *extra), tmp_path / "record"))
     assert done.returncode == 0, done.stderr
     ranks = [recorded(tmp_path / "record", r) for r in range(n)]
     config = train.TrainConfig(model=model, dtype=dtype, optimizer=optimizer, epochs=1, seed=4,
-                               batch_size=BATCH, data_dir=str(data_dir))  # fmt: skip
+                               batch_size=BATCH, data_dir=str(data_dir),
+                               augment=augment)  # fmt: skip
     if model == "mlp":  # a plain batch mean: exactly 1 process x the global batch
         reference = one_process_reference(config, tmp_path / "one", monkeypatch)
     else:
