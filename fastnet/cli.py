@@ -30,6 +30,7 @@ DEFAULTS = {
     "val_split": 0.0,
     "augment": 0,
     "dropout": None,
+    "dtype": "float32",
 }
 MODEL_NAMES = ("vgg", "vgg-bn", "simple", "mlp")
 DATASET_NAMES = ("mnist", "fashion-mnist")
@@ -261,6 +262,12 @@ def _train_how_flags(g: argparse._ArgumentGroup) -> None:
         default=DEFAULTS["seed"],
         help="seed of the initial weights, shuffling, augmentation and dropout",
     )
+    g.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default=DEFAULTS["dtype"],
+        help="dtype of the weights and the computation",
+    )
 
 
 def _train_run_flags(g: argparse._ArgumentGroup) -> None:
@@ -285,7 +292,8 @@ def _train_run_flags(g: argparse._ArgumentGroup) -> None:
         metavar="N",
         type=_positive_int,
         default=None,
-        help="threads for kernels and BLAS (default: all cores)",
+        help="threads for kernels and BLAS (default: all cores; under MPI, the cores of a "
+        "machine shared among its processes)",
     )
     g.add_argument(
         "--dry-run", action="store_true", help="one training and one eval batch, write nothing"
@@ -406,7 +414,9 @@ def _set_threads(threads: int | None) -> None:
     import scipy.linalg.cython_blas  # noqa: F401 - loads the BLAS of Numba's np.dot, to limit it
     from threadpoolctl import threadpool_limits
 
-    n = threads or os.cpu_count() or 1
+    from fastnet.distributed import default_threads
+
+    n = threads or default_threads()
     if n > numba.config.NUMBA_NUM_THREADS:
         raise UsageError(
             f"--threads must be at most {numba.config.NUMBA_NUM_THREADS} on this machine, got {n}"
@@ -450,8 +460,9 @@ def _say_device(name: str, device: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fastnet import train
+    from fastnet import distributed, train
 
+    distributed.quiet_other_ranks()  # under MPI, rank 0 alone prints progress
     device = _resolve_device(args.device)
     _check_data_dir(args.data_dir)
     if args.resume is not None:
@@ -541,7 +552,7 @@ def _load_model(path: str):
 
     model_state, _, meta = checkpoint.load(path)
     config = config_from_checkpoint(path, meta)
-    model = models.build(config.model, np.random.default_rng(0))
+    model = models.build(config.model, np.random.default_rng(0), np.dtype(config.dtype).type)
     try:
         model.load_state_dict(model_state)
     except (KeyError, ValueError) as e:
@@ -703,22 +714,23 @@ def main(argv: list[str] | None = None) -> int:
         print("fastnet: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the one place that turns errors into exit codes
+        from fastnet.distributed import report  # once per job under MPI
         from fastnet.errors import FastnetError, TrainingDiverged, TrainingInterrupted
 
         if isinstance(e, TrainingInterrupted):
-            print(e, flush=True)
+            report(e, str(e), sys.stdout)
             return 130
         if isinstance(e, TrainingDiverged) or (isinstance(e, OSError) and not args.debug):
-            print(f"fastnet {args.command}: error: {e}", file=sys.stderr)
+            report(e, f"fastnet {args.command}: error: {e}", sys.stderr)
             return 1
         if isinstance(e, (UsageError, FastnetError)):
-            print(f"fastnet {args.command}: error: {e}", file=sys.stderr)
+            report(e, f"fastnet {args.command}: error: {e}", sys.stderr)
             return 2
         if args.debug:
             traceback.print_exc()
         else:
-            print(f"fastnet {args.command}: internal error: {type(e).__name__}: {e} "
-                  "(run with --debug for the traceback)", file=sys.stderr)  # fmt: skip
+            report(e, f"fastnet {args.command}: internal error: {type(e).__name__}: {e} "
+                   "(run with --debug for the traceback)", sys.stderr)  # fmt: skip
         return 1
 
 

@@ -31,3 +31,8 @@ class OnnxError(FastnetError, ValueError):
 
 class MissingExtra(FastnetError):
     """An optional dependency is not installed."""
+
+
+class DistributedError(FastnetError):
+    """The processes of an MPI job cannot train together (launched without mpi4py, or they
+    do not start from the same data, weights or configuration)."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnet import backend, checkpoint, inference, models, optim
+from fastnet import backend, checkpoint, distributed, inference, models, optim
 from fastnet.data import DATASETS, iterate_batches, load_dataset
 from fastnet.data.augment import EXAMPLE, augment_batch, parse_augment
 from fastnet.errors import (
@@ -62,6 +62,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     augment: int | str = 0  # see fastnet.data.augment: 2, or "shift=2,rotate=10,..."
     dropout: float | None = None  # drop rate of vgg's Dropout layers; None: the book's 0.5
+    dtype: str = "float32"  # of the weights and the computation: float32 or float64
 
     def validate(self) -> None:
         """Raise ``ConfigError`` (a ``ValueError``) naming the first bad field and what is
@@ -96,6 +97,7 @@ class TrainConfig:
              "dropout", "None or a rate in [0, 1)"),
             (self.dropout is None or self.model in models.WITH_DROPOUT, "dropout",
              f"None for model {self.model!r} (it has no Dropout layers)"),
+            (self.dtype in ("float32", "float64"), "dtype", "float32 or float64"),
         ]  # fmt: skip
         for ok, name, expected in checks:
             if not ok:
@@ -152,10 +154,11 @@ def evaluate(
     """
     model.eval()
     device = _device_of(model)
+    dtype = model.parameters()[0].data.dtype if model.parameters() else np.float32
     forward = inference.compile(model) if device == "cpu" else model
     preds = [
         np.argmax(backend.to_host(forward(backend.to(x, device))), axis=1)
-        for x, _ in iterate_batches(images, labels, batch_size, shuffle=False)
+        for x, _ in iterate_batches(images, labels, batch_size, shuffle=False, dtype=dtype)
     ]
     pred = np.concatenate(preds).astype(np.int64)
     return float(np.mean(pred == labels)), pred
@@ -175,17 +178,20 @@ class _State:
     epoch: int = 0  # 0-based epoch in progress
     step: int = 0  # batches done in that epoch
     shuffle_state: dict | None = None  # shuffle generator at the start of the epoch
-    model_rng_state: dict | None = None  # dropout generator now
+    model_rng_state: dict | None = None  # dropout generator now (of rank 0 under MPI)
     augment_rng_state: dict | None = None  # augmentation generator now
     loss_sum: float = 0.0
     correct: int = 0
     seen: int = 0
     train_seconds: float = 0.0
     best_accuracy: float = -1.0
+    world_size: int = 1  # processes that trained (MPI ranks)
+    replica_rng_states: list = dataclasses.field(default_factory=list)  # ranks 1.. dropout
 
 
 class _Interrupt:
-    """SIGINT sets a flag; the loop stops at the next step boundary and checkpoints."""
+    """SIGINT (under MPI: ``distributed.STOP_SIGNALS``) sets a flag; the loop stops at the
+    next step boundary and checkpoints."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -197,17 +203,19 @@ class _Interrupt:
 
 
 @contextmanager
-def _sigint_flag() -> Iterator[_Interrupt]:
+def _stop_flag(signals: tuple[int, ...]) -> Iterator[_Interrupt]:
+    """An :class:`_Interrupt` set by any of ``signals`` while the block runs."""
     flag = _Interrupt()
     try:
-        previous = signal.signal(signal.SIGINT, flag)
+        previous = {s: signal.signal(s, flag) for s in signals}
     except ValueError:  # not the main thread: no handler
         yield flag
         return
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _split(config: TrainConfig, x: np.ndarray, t: np.ndarray):
@@ -239,6 +247,11 @@ def fit(
 ) -> list[dict]:
     """Train ``config.model`` on ``config.dataset``, writing the run folder ``out``.
 
+    Under MPI (``mpirun -n N python -m mpi4py -m fastnet train``, see
+    :mod:`fastnet.distributed`) every rank calls ``fit`` with the same arguments: each trains
+    a replica on its shard of every global batch of ``config.batch_size``; rank 0 alone
+    reads the checkpoint resumed, writes the run folder and logs.
+
     Parameters
     ----------
     config : TrainConfig
@@ -262,7 +275,8 @@ def fit(
     Returns
     -------
     list of dict
-        The metrics of the epochs run by this call.
+        The metrics of the epochs run by this call (the same on every rank, but for the
+        timings).
 
     Raises
     ------
@@ -270,6 +284,8 @@ def fit(
         A bad configuration value (checked before any work starts).
     CheckpointError
         ``resume`` is not a training checkpoint that fits its model and optimizer.
+    DistributedError
+        Under MPI: the ranks do not start from the same data, weights or configuration.
     TrainingDiverged
         The loss or the weights became NaN or infinite; no checkpoint is written from
         then on, so the last one written holds finite weights.
@@ -278,127 +294,315 @@ def fit(
         left as it was.
     """
     config.validate()
-    state = _State()
-    if resume is not None:
-        path, config, state, saved = _load_resume(resume, epochs)
-    model_rng = np.random.default_rng([config.seed, 0])
-    model = models.build(config.model, model_rng, dropout=config.dropout).to(device)
-    opt = make_optimizer(config, model.parameters())
-    loss_fn = SoftmaxCrossEntropy()
-    shuffle_rng = np.random.default_rng([config.seed, 2])
-    augment_rng = np.random.default_rng([config.seed, 3])
-    if resume is not None:
-        _restore(path, saved, model, opt, state, (model_rng, augment_rng, shuffle_rng))
-    (x_train, t_train), (x_test, t_test) = load_dataset(config.dataset, config.data_dir, log=log)
-    (x_tr, t_tr), val = _split(config, x_train, t_train)
-    x_ev, t_ev = val if val is not None else (x_test, t_test)
-    eval_name = "val" if val is not None else "test"
-    out = Path(out)
+    ranks = distributed.world()
+    path, config, state, saved = _start(config, resume, epochs, ranks)
+    log = log if ranks.is_root else _silent
+    if resume is not None and state.world_size != ranks.size:
+        log(f"resuming a run of {state.world_size} process(es) on {ranks.size}: the same "
+            "global batches, re-sharded, and new dropout streams (bit-identical resumes need "
+            "the same number of processes)")  # fmt: skip
+    run = _Run(config, state, device, ranks, _Folder(Path(out), ranks.is_root), log)
+    run.restore(path, saved)
     if dry_run:
-        return [_dry_run(model, loss_fn, opt, x_tr, t_tr, x_ev, t_ev, config, log)]
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.npz.*.tmp"):  # left by a process killed while saving
-        stale.unlink(missing_ok=True)
-    _keep_metrics(out / "metrics.jsonl", state.epoch)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    show = sys.stdout.isatty() if progress is None else progress
-
-    def save(path: Path, where: str) -> None:
-        """Write a checkpoint, unless the weights are no longer finite (then raise)."""
-        weights, opt_state = model.state_dict(), opt.state_dict()
-        bad = [k for k, v in [*weights.items(), *opt_state.items()] if not np.isfinite(v).all()]
-        if bad:
-            raise _diverged(f"{bad[0]} is not finite", where, config, out)
-        state.model_rng_state = model_rng.bit_generator.state
-        state.augment_rng_state = augment_rng.bit_generator.state
-        meta = {"config": dataclasses.asdict(config), "state": dataclasses.asdict(state)}
-        checkpoint.save(path, weights, opt_state, meta)
-
+        return [run.dry_run()]
+    run.folder.prepare(config, state.epoch)
     if state.epoch >= config.epochs:
         log(f"nothing to do: all {config.epochs} epochs are done; pass more --epochs to go on")
-    history = []
-    with _sigint_flag() as interrupt:
-        for epoch in range(state.epoch, config.epochs):
-            if state.shuffle_state is not None:  # resuming: replay this epoch's order
-                shuffle_rng.bit_generator.state = state.shuffle_state
-            state.shuffle_state = shuffle_rng.bit_generator.state
-            opt.lr = lr_at(config, epoch)
-            model.train()
-            batches = iterate_batches(x_tr, t_tr, config.batch_size, shuffle=True, rng=shuffle_rng)
-            n_steps = math.ceil(len(x_tr) / config.batch_size)
-            bar = _Bar(show, n_steps, state.step, f"epoch {epoch + 1}/{config.epochs}")
-            t0 = time.perf_counter()
+    show = ranks.is_root and (sys.stdout.isatty() if progress is None else progress)
+    signals = (signal.SIGINT,) if ranks.size == 1 else distributed.STOP_SIGNALS
+    with _stop_flag(signals) as interrupt:
+        return [run.train_epoch(e, interrupt, show) for e in range(state.epoch, config.epochs)]
+
+
+def _silent(line: str) -> None:
+    """The log of ranks other than 0."""
+
+
+def _start(
+    config: TrainConfig,
+    resume: str | Path | None,
+    epochs: int | None,
+    ranks: distributed.World,
+) -> tuple[Path | None, TrainConfig, _State, Any]:
+    """``(path, config, state, saved)`` to start from: ``config`` and a fresh state, or the
+    checkpoint ``resume`` (``saved``: its arrays), which rank 0 alone reads; the other ranks
+    receive its path, configuration and state (their ``saved`` is None)."""
+    path, state, saved = None, _State(), None
+    if resume is not None and ranks.is_root:
+        path, config, state, saved = _load_resume(resume, epochs)
+    if resume is not None and ranks.size > 1:
+        document = ranks.bcast_json(
+            {"path": str(path), "config": dataclasses.asdict(config),
+             "state": dataclasses.asdict(state)} if ranks.is_root else None
+        )  # fmt: skip
+        path = Path(document["path"])
+        config, state = TrainConfig(**document["config"]), _State(**document["state"])
+    return path, config, state, saved
+
+
+class _Run:
+    """The objects of a training run and its loop in small steps. What differs under MPI is
+    a call on ``ranks`` at a few points (the shard, the gradient reduction, the evaluation
+    counts, who writes), each a no-op in one process."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        state: _State,
+        device: str,
+        ranks: distributed.World,
+        folder: _Folder,
+        log: Callable[[str], None],
+    ) -> None:
+        self.config, self.state, self.device, self.ranks, self.folder, self.log = (
+            config, state, device, ranks, folder, log)  # fmt: skip
+        if ranks.size > 1 and device != "cpu":
+            raise ranks.agreed(ConfigError("training on several processes runs on the CPU: "
+                                           "pass --device cpu"))  # fmt: skip
+        self.model_rng = np.random.default_rng([config.seed, 0])
+        self.model = models.build(
+            config.model, self.model_rng, dtype=np.dtype(config.dtype).type, dropout=config.dropout
+        ).to(device)
+        self.opt = make_optimizer(config, self.model.parameters())
+        self.loss_fn = SoftmaxCrossEntropy()
+        self.shuffle_rng = np.random.default_rng([config.seed, 2])
+        self.augment_rng = np.random.default_rng([config.seed, 3])
+        self.reducer = None
+        if ranks.size > 1:  # the gradients, the running statistics, (loss, correct, stop)
+            self.reducer = distributed.Reducer(self.model, ranks, buffers=True, extras=3)
+        self.data = _load_data(config, ranks, log)
+
+    def restore(self, path: Path | None, saved: Any) -> None:
+        """Load a checkpoint's arrays (rank 0) and generator states; under MPI, give every
+        rank rank 0's weights and optimizer state, then check that all hold the same run."""
+        if saved is not None:
+            _restore(path, saved, self.model, self.opt)
+        distributed.broadcast(self.model, self.opt)
+        self._set_generators(path)
+        if self.ranks.size > 1:  # the data folder may differ between machines, not the data
+            configuration = {**dataclasses.asdict(self.config), "data_dir": None}
+            distributed.check_replicas(
+                self.ranks, configuration=configuration, data=self.data[:4],
+                model=self.model.state_dict(), optimizer=self.opt.state_dict(),
+                generators=[self.shuffle_rng.bit_generator.state,
+                            self.augment_rng.bit_generator.state],
+                progress=dataclasses.asdict(self.state),
+            )  # fmt: skip
+        if self.config.batch_size % self.ranks.size:  # checked once the ranks agree on it
+            raise self.ranks.agreed(ConfigError(
+                f"batch_size {self.config.batch_size} is the global batch: it must be a "
+                f"multiple of the {self.ranks.size} processes"))  # fmt: skip
+
+    def _set_generators(self, path: Path | None) -> None:
+        """The checkpoint's generator states; the rank's own dropout stream under MPI."""
+        state, ranks = self.state, self.ranks
+        if state.model_rng_state is None:  # a new run
+            if ranks.size > 1:
+                self.model_rng.bit_generator.state = distributed.dropout_generator(
+                    self.config.seed, ranks
+                ).bit_generator.state
+            return
+        try:
+            self.shuffle_rng.bit_generator.state = state.shuffle_state
+            self.augment_rng.bit_generator.state = state.augment_rng_state
+            if state.world_size == ranks.size:
+                own = [state.model_rng_state, *state.replica_rng_states][ranks.rank]
+            else:
+                resumed_at = (state.epoch, state.step)
+                own = distributed.dropout_generator(self.config.seed, ranks, resumed_at)
+                own = own.bit_generator.state
+            self.model_rng.bit_generator.state = own
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise ranks.agreed(
+                CheckpointError(f"{path}: does not fit its model and optimizer: {e}")
+            ) from None
+
+    def train_epoch(self, epoch: int, interrupt: _Interrupt, show: bool) -> dict:
+        """Train the rest of ``epoch`` (0-based), evaluate, checkpoint; return its metrics."""
+        config, state = self.config, self.state
+        if state.shuffle_state is not None:  # resuming: replay this epoch's order
+            self.shuffle_rng.bit_generator.state = state.shuffle_state
+        state.shuffle_state = self.shuffle_rng.bit_generator.state
+        self.opt.lr = lr_at(config, epoch)
+        self.model.train()
+        x_tr, t_tr = self.data[:2]
+        batches = iterate_batches(x_tr, t_tr, config.batch_size, shuffle=True,
+                                  rng=self.shuffle_rng, dtype=config.dtype)  # fmt: skip
+        n_steps, every = math.ceil(len(x_tr) / config.batch_size), config.checkpoint_every
+        bar = _Bar(show, n_steps, state.step, f"epoch {epoch + 1}/{config.epochs}")
+        t0 = time.perf_counter()
+        try:
             for x, t in islice(batches, state.step, None):
-                logits = model(backend.to(augment_batch(x, config.augment, augment_rng), device))
-                loss = loss_fn(logits, t)
-                if not math.isfinite(loss):
-                    bar.close()
-                    where = f"epoch {epoch + 1}, step {state.step + 1}"
-                    raise _diverged(f"loss is {loss}", where, config, out)
-                model.backward(loss_fn.backward())
-                opt.step()
-                state.step += 1
-                state.loss_sum += loss * len(t)
-                state.correct += int(np.sum(np.argmax(backend.to_host(logits), axis=1) == t))
-                state.seen += len(t)
-                bar.update(loss, state.seen / (state.train_seconds + time.perf_counter() - t0))
-                every = config.checkpoint_every
-                if interrupt.requested or (every and state.step % every == 0):
+                loss_sum, correct, stop = self.step(x, t, interrupt, epoch)
+                state.step, state.seen = state.step + 1, state.seen + len(t)
+                state.loss_sum += loss_sum
+                state.correct += correct
+                elapsed = state.train_seconds + time.perf_counter() - t0
+                bar.update(loss_sum / len(t), state.seen / elapsed)
+                if stop or (every and state.step % every == 0):
                     state.train_seconds += time.perf_counter() - t0
                     t0 = time.perf_counter()
-                    save(out / "checkpoint.npz", f"epoch {epoch + 1}, step {state.step}")
-                if interrupt.requested:
-                    bar.close()
-                    raise TrainingInterrupted(
-                        f"interrupted at epoch {epoch + 1}, step {state.step}; checkpoint saved; "
-                        f"resume with: fastnet train --resume {out / 'checkpoint.npz'}"
-                    )
+                    self.save(["checkpoint.npz"], f"epoch {epoch + 1}, step {state.step}")
+                if stop:
+                    raise self._interrupted(epoch)
+        finally:
             bar.close()
-            state.train_seconds += time.perf_counter() - t0
-            acc, _ = evaluate(model, x_ev, t_ev)
-            record = {
-                "epoch": epoch + 1,
-                "lr": opt.lr,
-                "train_loss": state.loss_sum / state.seen,
-                "train_accuracy": state.correct / state.seen,
-                f"{eval_name}_accuracy": acc,
-                "images_per_s": state.seen / state.train_seconds,
-                "epoch_seconds": state.train_seconds,
-            }
-            history.append(record)
-            with open(out / "metrics.jsonl", "a") as f:
+        state.train_seconds += time.perf_counter() - t0
+        return self._end_epoch(epoch)
+
+    def step(
+        self, x: np.ndarray, t: np.ndarray, interrupt: _Interrupt, epoch: int
+    ) -> tuple[float, int, bool]:
+        """One step on the global batch ``(x, t)``: this rank's shard forward and backward,
+        the gradient reduction, the optimizer update.
+
+        Returns
+        -------
+        (loss sum, correct predictions, stop requested), over the whole batch and all ranks.
+        """
+        mine = self.ranks.part(len(t))  # under MPI: the draws for all, the work for this part
+        rows = {"rows": mine} if self.ranks.size > 1 else {}
+        x, t_mine = augment_batch(x, self.config.augment, self.augment_rng, **rows), t[mine]
+        loss_sum, correct = 0.0, 0
+        if len(t_mine):
+            logits = self.model(backend.to(x, self.device))
+            loss_sum = self.loss_fn(logits, t_mine) * len(t_mine)
+            self.model.backward(self.loss_fn.backward())
+            correct = int(np.sum(np.argmax(backend.to_host(logits), axis=1) == t_mine))
+        else:  # a last batch smaller than the number of ranks: this rank adds zeros
+            self.opt.zero_grad()
+        stop = interrupt.requested
+        if self.reducer is not None:
+            loss_sum, correct, stop = self.reducer(len(t_mine) / len(t), (loss_sum, correct, stop))
+        if not math.isfinite(loss_sum):
+            where = f"epoch {epoch + 1}, step {self.state.step + 1}"
+            raise self.ranks.agreed(
+                _diverged(f"loss is {loss_sum / len(t)}", where, self.config, self.folder.path)
+            )
+        self.opt.step()
+        return float(loss_sum), int(correct), bool(stop)
+
+    def evaluate(self, x: np.ndarray, t: np.ndarray) -> float:
+        """Accuracy on ``(x, t)``: each rank predicts its part; the counts are summed."""
+        mine = self.ranks.part(len(t))
+        correct = 0
+        if mine.stop > mine.start:
+            _, pred = evaluate(self.model, x[mine], t[mine])
+            correct = int(np.sum(pred == t[mine]))
+        return self.ranks.sum_ints([correct])[0] / len(t)
+
+    def _end_epoch(self, epoch: int) -> dict:
+        """Evaluate, append the metrics line, checkpoint (and ``best.npz``)."""
+        state, x_ev, t_ev, eval_name = self.state, *self.data[2:]
+        acc = self.evaluate(x_ev, t_ev)
+        record = {
+            "epoch": epoch + 1,
+            "lr": self.opt.lr,
+            "train_loss": state.loss_sum / state.seen,
+            "train_accuracy": state.correct / state.seen,
+            f"{eval_name}_accuracy": acc,
+            "images_per_s": state.seen / state.train_seconds,
+            "epoch_seconds": state.train_seconds,
+        }
+        self.folder.append_metrics(record)
+        self.log(
+            f"epoch {epoch + 1}/{self.config.epochs}  loss {record['train_loss']:.4f}  "
+            f"train acc {record['train_accuracy']:.4f}  {eval_name} acc {acc:.4f}  "
+            f"{record['images_per_s']:.0f} img/s  {state.train_seconds:.1f} s"
+        )
+        best = acc > state.best_accuracy
+        self.state = _State(
+            epoch=epoch + 1,
+            shuffle_state=self.shuffle_rng.bit_generator.state,
+            best_accuracy=max(acc, state.best_accuracy),
+        )
+        names = ["checkpoint.npz", "best.npz"] if best else ["checkpoint.npz"]
+        self.save(names, f"the end of epoch {epoch + 1}")
+        return record
+
+    def save(self, names: list[str], where: str) -> None:
+        """Write the checkpoint files ``names`` (rank 0), unless the weights are no longer
+        finite (then raise, on every rank: the replicas are identical)."""
+        weights, opt_state = self.model.state_dict(), self.opt.state_dict()
+        bad = [k for k, v in [*weights.items(), *opt_state.items()] if not np.isfinite(v).all()]
+        if bad:
+            raise self.ranks.agreed(
+                _diverged(f"{bad[0]} is not finite", where, self.config, self.folder.path)
+            )
+        dropout_states = self.ranks.gather_json(self.model_rng.bit_generator.state)
+        if dropout_states is None:  # not rank 0
+            return
+        state = self.state
+        state.model_rng_state, *state.replica_rng_states = dropout_states
+        state.augment_rng_state = self.augment_rng.bit_generator.state
+        state.world_size = self.ranks.size
+        meta = {"config": dataclasses.asdict(self.config), "state": dataclasses.asdict(state)}
+        for name in names:
+            checkpoint.save(self.folder.path / name, weights, opt_state, meta)
+
+    def _interrupted(self, epoch: int) -> TrainingInterrupted:
+        """The error that ends an interrupted run, once rank 0's checkpoint is written."""
+        self.ranks.barrier()
+        command = distributed.launch_command(self.ranks)
+        return self.ranks.agreed(TrainingInterrupted(
+            f"interrupted at epoch {epoch + 1}, step {self.state.step}; checkpoint saved; "
+            f"resume with: {command} train --resume {self.folder.path / 'checkpoint.npz'}"
+        ))  # fmt: skip
+
+    def dry_run(self) -> dict:
+        """Train one batch and evaluate one, write nothing."""
+        x_tr, t_tr, x_ev, t_ev, _ = self.data
+        batch = self.config.batch_size
+        x, t = next(iterate_batches(x_tr, t_tr, batch, shuffle=False, dtype=self.config.dtype))
+        loss_sum, _, _ = self.step(x, t, _Interrupt(), 0)
+        acc = self.evaluate(x_ev[:batch], t_ev[:batch])
+        loss = loss_sum / len(t)
+        self.log(f"dry run: one training batch {x.shape}, loss {loss:.4f}; "
+            f"eval batch accuracy {acc:.4f}")  # fmt: skip
+        return {"train_loss": loss, "accuracy": acc}
+
+
+def _load_data(config: TrainConfig, ranks: distributed.World, log: Callable[[str], None]) -> tuple:
+    """``(x_train, t_train, x_eval, t_eval, eval_name)``: rank 0 reads (and downloads the
+    dataset if needed) before the other ranks read theirs."""
+    if not ranks.is_root:
+        ranks.barrier()
+    (x_train, t_train), (x_test, t_test) = load_dataset(config.dataset, config.data_dir, log=log)
+    if ranks.is_root:
+        ranks.barrier()
+    (x_tr, t_tr), val = _split(config, x_train, t_train)
+    x_ev, t_ev = val if val is not None else (x_test, t_test)
+    return x_tr, t_tr, x_ev, t_ev, "val" if val is not None else "test"
+
+
+class _Folder:
+    """The run folder; rank 0 alone writes it (``write`` is False on the other ranks)."""
+
+    def __init__(self, path: Path, write: bool) -> None:
+        self.path, self.write = path, write
+
+    def prepare(self, config: TrainConfig, epochs_done: int) -> None:
+        """Create it, remove what a killed run left, keep the metrics of the epochs done."""
+        if not self.write:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.glob(".*.npz.*.tmp"):  # left by a process killed while saving
+            stale.unlink(missing_ok=True)
+        _keep_metrics(self.path / "metrics.jsonl", epochs_done)
+        config_text = json.dumps(dataclasses.asdict(config), indent=2) + "\n"
+        (self.path / "config.json").write_text(config_text)
+
+    def append_metrics(self, record: dict) -> None:
+        """One line of ``metrics.jsonl``."""
+        if self.write:
+            with open(self.path / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-            log(
-                f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
-                f"train acc {record['train_accuracy']:.4f}  {eval_name} acc {acc:.4f}  "
-                f"{record['images_per_s']:.0f} img/s  {state.train_seconds:.1f} s"
-            )
-            best = acc > state.best_accuracy
-            state = _State(
-                epoch=epoch + 1,
-                shuffle_state=shuffle_rng.bit_generator.state,
-                best_accuracy=max(acc, state.best_accuracy),
-            )
-            save(out / "checkpoint.npz", f"the end of epoch {epoch + 1}")
-            if best:
-                save(out / "best.npz", f"the end of epoch {epoch + 1}")
-    return history
 
 
 def _device_of(model: Module) -> str:
     """Where ``model``'s parameters live: ``"cpu"`` or ``"cuda"``."""
     params = model.parameters()
     return backend.device_of(params[0].data) if params else "cpu"
-
-
-def _dry_run(model, loss_fn, opt, x_tr, t_tr, x_ev, t_ev, config, log) -> dict:
-    x, t = next(iterate_batches(x_tr, t_tr, config.batch_size, shuffle=False))
-    loss = loss_fn(model.train()(backend.to(x, _device_of(model))), t)
-    model.backward(loss_fn.backward())
-    opt.step()
-    acc, _ = evaluate(model, x_ev[: config.batch_size], t_ev[: config.batch_size])
-    log(f"dry run: one training batch {x.shape}, loss {loss:.4f}; eval batch accuracy {acc:.4f}")
-    return {"train_loss": loss, "accuracy": acc}
 
 
 def _keep_metrics(path: Path, epochs: int) -> None:
@@ -469,17 +673,12 @@ def _load_resume(resume: str | Path, epochs: int | None):
     return path, saved, state, (model_state, optim_state)
 
 
-def _restore(path: Path, saved, model: Module, opt: optim.Optimizer, state: _State, rngs) -> None:
-    """Load the weights, optimizer state and generator states of a checkpoint into place."""
+def _restore(path: Path, saved: Any, model: Module, opt: optim.Optimizer) -> None:
+    """Load the weights and optimizer state of a checkpoint into place."""
     model_state, optim_state = saved
     try:
         model.load_state_dict(model_state)
         opt.load_state_dict(optim_state)
-        for rng, rng_state in zip(
-            rngs, (state.model_rng_state, state.augment_rng_state, state.shuffle_state),
-            strict=True,
-        ):  # fmt: skip
-            rng.bit_generator.state = rng_state
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: does not fit its model and optimizer: {e}") from None
 

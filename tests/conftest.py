@@ -163,3 +163,18 @@ class Double(Module):
 
     def forward(self, x):
         return 2 * x
+
+
+def assert_identical_checkpoints(a: Path, b: Path) -> None:
+    """Weights, optimizer state and saved progress of two checkpoints are bit-identical
+    (all but ``train_seconds``, the wall-clock time)."""
+    from fastnet import checkpoint
+
+    (model_a, optim_a, meta_a), (model_b, optim_b, meta_b) = map(checkpoint.load, (a, b))
+    for meta in (meta_a, meta_b):
+        meta["state"].pop("train_seconds")
+    assert meta_a == meta_b
+    for state_a, state_b in ((model_a, model_b), (optim_a, optim_b)):
+        assert state_a.keys() == state_b.keys()
+        for name, value in state_a.items():
+            np.testing.assert_array_equal(state_b[name], value, err_msg=name)

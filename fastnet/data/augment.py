@@ -222,7 +222,10 @@ def elastic_fields(noise: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
 
 
 def augment_batch(
-    x: np.ndarray, spec: int | str | AugmentSpec, rng: np.random.Generator
+    x: np.ndarray,
+    spec: int | str | AugmentSpec,
+    rng: np.random.Generator,
+    rows: slice | None = None,
 ) -> np.ndarray:
     """Apply random augmentations drawn from ``rng`` to each image of a batch.
 
@@ -240,14 +243,19 @@ def augment_batch(
     spec : int, str or AugmentSpec
         See :func:`parse_augment`.
     rng : numpy.random.Generator
+    rows : slice, optional
+        Augment and return only these images, with the draws made for the whole batch:
+        ``augment_batch(x, spec, rng, rows)`` is ``augment_batch(x, spec, rng)[rows]`` at
+        the cost of ``rows`` alone (an MPI rank's part of a global batch).
 
     Returns
     -------
-    ndarray, same shape and dtype as ``x`` (``x`` itself when ``spec`` is empty).
+    ndarray, same shape and dtype as ``x`` (``x`` itself when ``spec`` is empty), or as
+    ``x[rows]``.
     """
     spec = parse_augment(spec)
     if dataclasses.replace(spec, shift=0) == AugmentSpec():
-        return random_shift(x, spec.shift, rng)
+        return random_shift(x, spec.shift, rng, rows)
     if not isinstance(x, np.ndarray) or x.ndim != 4:
         raise ValueError(f"augment_batch: x must be an array (N, C, H, W), got {np.shape(x)}")
     n, _, h, w = x.shape
@@ -255,14 +263,18 @@ def augment_batch(
     offsets = rng.integers(0, 2 * s + 1, size=(n, 2)) - s if s else np.zeros((n, 2))
     angles = rng.uniform(-spec.rotate, spec.rotate, n) if spec.rotate else np.zeros(n)
     scales = rng.uniform(1 - spec.scale, 1 + spec.scale, n) if spec.scale else np.ones(n)
+    rows = slice(None) if rows is None else rows
     field = None
     if spec.elastic_alpha:
         noise = 2 * rng.random((n, 2, h, w), dtype=x.dtype) - 1
-        field = elastic_fields(noise, spec.elastic_alpha, spec.elastic_sigma)
-    return warp_forward(x, affine_matrices(offsets, angles, scales, h, w), field)
+        field = elastic_fields(noise[rows], spec.elastic_alpha, spec.elastic_sigma)
+    matrices = affine_matrices(offsets[rows], angles[rows], scales[rows], h, w)
+    return warp_forward(x[rows], matrices, field)
 
 
-def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+def random_shift(
+    x: np.ndarray, max_shift: int, rng: np.random.Generator, rows: slice | None = None
+) -> np.ndarray:
     """Translate each image by a random whole number of pixels, filling with zeros.
 
     Parameters
@@ -273,17 +285,23 @@ def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.
         Shifts are drawn uniformly from ``[-max_shift, max_shift]`` per image and axis
         (``rng.integers(0, 2 * max_shift + 1, (N, 2))``).
     rng : numpy.random.Generator
+    rows : slice, optional
+        Shift and return only these images (the draws are made for all): see
+        :func:`augment_batch`.
 
     Returns
     -------
-    ndarray, same shape and dtype as ``x`` (``x`` itself when ``max_shift`` is 0).
+    ndarray, same shape and dtype as ``x`` (``x`` itself when ``max_shift`` is 0), or as
+    ``x[rows]``.
     """
     if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
         raise ValueError(f"random_shift: max_shift must be an integer >= 0, got {max_shift!r}")
     if not isinstance(x, np.ndarray) or x.ndim != 4:
         raise ValueError(f"random_shift: x must be an array (N, C, H, W), got {np.shape(x)}")
     if max_shift == 0:
-        return x
+        return x if rows is None else x[rows]
     n, _, h, w = x.shape
-    offsets = rng.integers(0, 2 * max_shift + 1, size=(n, 2)) - max_shift
-    return warp_forward(x, affine_matrices(offsets, np.zeros(n), np.ones(n), h, w))
+    rows = slice(None) if rows is None else rows
+    offsets = (rng.integers(0, 2 * max_shift + 1, size=(n, 2)) - max_shift)[rows]
+    m = len(offsets)
+    return warp_forward(x[rows], affine_matrices(offsets, np.zeros(m), np.ones(m), h, w))

@@ -132,6 +132,20 @@ def test_full_spec_is_seeded_keeps_dtype_and_input(rng):
     assert not np.array_equal(parts[0], parts[1])
 
 
+@pytest.mark.parametrize("spec", [0, 2, FULL])
+@pytest.mark.parametrize("rows", [slice(0, 7), slice(7, 14), slice(14, 20), slice(20, 20)])
+def test_rows_give_those_images_of_the_whole_batch_and_the_same_generator_state(spec, rows, rng):
+    """An MPI rank augments its part of the global batch alone, with the whole batch's
+    draws: the same images as the whole batch's, and the generator where it would be."""
+    x = rng.random((20, 1, 28, 28)).astype(np.float32)
+    whole_rng, part_rng = np.random.default_rng(3), np.random.default_rng(3)
+    whole = augment_batch(x, spec, whole_rng)
+    part = augment_batch(x, spec, part_rng, rows)
+    assert part.shape == x[rows].shape and part.dtype == x.dtype
+    np.testing.assert_array_equal(part, whole[rows])
+    assert part_rng.bit_generator.state == whole_rng.bit_generator.state
+
+
 def test_train_config_accepts_specs_and_names_the_bad_field():
     TrainConfig(augment=FULL).validate()
     TrainConfig(augment=3).validate()

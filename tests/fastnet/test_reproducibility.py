@@ -7,37 +7,21 @@ from __future__ import annotations
 import subprocess
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 import numba
 import numpy as np
 import pytest
 import threadpoolctl
 from conftest import TOLERANCES
+from conftest import assert_identical_checkpoints as assert_identical
 
-from fastnet import checkpoint, models, optim, train
+from fastnet import models, optim, train
 from fastnet.layers import Conv2d, SoftmaxCrossEntropy
 from kernels.affine import affine_backward, affine_forward
 
 # One thread: the fastest on a busy 2-core machine; two threads are covered in-process below.
 SMALL = ["--limit", "240", "--batch-size", "40", "--val-split", "0.25", "--epochs", "1",
          "--threads", "1"]  # fmt: skip
-
-
-def load_all(path: Path) -> tuple[dict, dict, dict]:
-    model_state, optim_state, meta = checkpoint.load(path)
-    meta["state"].pop("train_seconds")  # wall-clock time, the one field that may differ
-    return model_state, optim_state, meta
-
-
-def assert_identical(a: Path, b: Path) -> None:
-    """Weights, optimizer state and saved progress of two checkpoints are bit-identical."""
-    (model_a, optim_a, meta_a), (model_b, optim_b, meta_b) = load_all(a), load_all(b)
-    assert meta_a == meta_b
-    for state_a, state_b in ((model_a, model_b), (optim_a, optim_b)):
-        assert state_a.keys() == state_b.keys()
-        for name, value in state_a.items():
-            np.testing.assert_array_equal(state_b[name], value, err_msg=name)
 
 
 def test_two_processes_give_bit_identical_weights(tmp_path):

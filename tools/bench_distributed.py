@@ -1,0 +1,139 @@
+"""Timings behind README's "Train on several machines": the gradient Allreduce and the step.
+
+    mpirun -n 2 python -m mpi4py tools/bench_distributed.py allreduce
+    python tools/bench_distributed.py step --threads 2 --batches 2 13 16 100 125 1000
+    python tools/bench_distributed.py table --threads 2 --loopback-us 150
+
+``allreduce``: vgg's gradients (123,552 float32 = 494 KB) summed over the ranks, as one bare
+in-place ``Allreduce`` and as ``fastnet.distributed.Reducer`` (packing, the Allreduce, the
+views); the median of ``--rounds`` calls, on rank 0. ``step``: one vgg training step
+(forward, loss, backward, Adam) on random images, per batch size, median of ``--rounds``.
+``table``: the step time and the efficiency of N nodes like this machine, on paper: the
+measured step at the per-rank batch, plus a ring all-reduce of the gradients (each rank
+sends and receives 2 (N - 1) / N x 494 KB in 2 (N - 1) messages) after the measured
+loopback Allreduce (its fixed cost: copies and sums).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def median_seconds(fn, rounds: int, warmup: int = 5) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def allreduce(rounds: int) -> None:
+    from mpi4py import MPI
+
+    from fastnet import distributed, models
+
+    ranks = distributed.world()
+    model = models.build("vgg", np.random.default_rng(0))
+    for p in model.parameters():
+        p.grad = np.ones_like(p.data)
+    reducer = distributed.Reducer(model, ranks)
+    buffer = np.ones(reducer.buffer.size, np.float32)
+
+    def bare() -> None:
+        ranks.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+
+    def packed() -> None:  # the gradients are views of its buffer after the first call: the
+        reducer(1 / ranks.size)  # same work (equal ranks' means leave the values unchanged)
+
+    ranks.barrier()
+    t_bare, t_packed = median_seconds(bare, rounds), median_seconds(packed, rounds)
+    if ranks.is_root:
+        print(f"{ranks.size} ranks, {buffer.size:,} float32 ({buffer.nbytes / 1e3:.0f} KB): "
+              f"Allreduce {t_bare * 1e6:.0f} us, Reducer {t_packed * 1e6:.0f} us "
+              f"(median of {rounds}; {MPI.Get_library_version().split(',')[0]})")  # fmt: skip
+
+
+def step_seconds(batches: list[int], threads: int, rounds: int) -> dict[int, float]:
+    """Median seconds of one vgg training step per batch size, with ``threads`` threads."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from fastnet import models, optim
+    from fastnet.layers import SoftmaxCrossEntropy
+
+    numba.set_num_threads(threads)
+    threadpool_limits(threads)
+    rng = np.random.default_rng(0)
+    model = models.build("vgg", rng)
+    opt, loss_fn = optim.Adam(model.parameters()), SoftmaxCrossEntropy()
+    seconds = {}
+    for batch in batches:
+        x = rng.random((batch, 1, 28, 28), dtype=np.float32)
+        t = rng.integers(0, 10, batch)
+
+        def one_step(x: np.ndarray = x, t: np.ndarray = t) -> None:
+            loss_fn(model.train()(x), t)
+            model.backward(loss_fn.backward())
+            opt.step()
+
+        seconds[batch] = median_seconds(one_step, max(3, rounds * 100 // (batch + 100)))
+    return seconds
+
+
+def step(batches: list[int], threads: int, rounds: int) -> None:
+    for batch, seconds in step_seconds(batches, threads, rounds).items():
+        print(f"batch {batch:>5}, {threads} thread(s): step {seconds * 1e3:8.2f} ms, "
+              f"{batch / seconds:7.0f} images/s")  # fmt: skip
+
+
+GRADIENT_BYTES = 123_552 * 4  # vgg's gradients, float32
+# (name, bytes/s, seconds per message): the latencies are assumptions, typical of TCP over
+# 10 Gbit/s Ethernet and of RDMA (InfiniBand, RoCE) at 100 Gbit/s.
+LINKS = [("10 Gbit/s", 10e9 / 8, 25e-6), ("100 Gbit/s", 100e9 / 8, 2e-6)]
+
+
+def table(threads: int, rounds: int, loopback_us: float) -> None:
+    """The README table: 8 and 64 nodes, two links, global batches 100 and 1,000."""
+    cases = [(n, b) for n in (8, 64) for b in (100, 1000)]
+    per_rank = {(n, b): -(-b // n) for n, b in cases}  # the largest shard sets the pace
+    seconds = step_seconds(sorted({100, *per_rank.values()}), threads, rounds)
+    one_node = 100 / seconds[100]  # images/s of one node at its batch of 100
+    print(f"one node ({threads} threads): {one_node:.0f} images/s at batch 100; loopback "
+          f"Allreduce {loopback_us:.0f} us\n")  # fmt: skip
+    print("| nodes | link | global batch | per node | compute | Allreduce | step | images/s "
+          "| efficiency |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |")  # fmt: skip
+    for n, batch in cases:
+        for link, bandwidth, latency in LINKS:
+            wire = 2 * (n - 1) / n * GRADIENT_BYTES / bandwidth + 2 * (n - 1) * latency
+            comm = loopback_us * 1e-6 + wire
+            compute = seconds[per_rank[n, batch]]
+            rate = batch / (compute + comm)
+            print(f"| {n} | {link} | {batch:,} | {per_rank[n, batch]} | {compute * 1e3:.1f} ms "
+                  f"| {comm * 1e3:.2f} ms | {(compute + comm) * 1e3:.1f} ms | {rate:,.0f} "
+                  f"| {rate / (n * one_node):.0%} |")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("allreduce", "step", "table"))
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batches", type=int, nargs="+", default=[100])
+    parser.add_argument("--loopback-us", type=float, default=150.0)
+    args = parser.parse_args()
+    if args.what == "allreduce":
+        allreduce(args.rounds)
+    elif args.what == "step":
+        step(args.batches, args.threads, args.rounds)
+    else:
+        table(args.threads, args.rounds, args.loopback_us)
+
+
+if __name__ == "__main__":
+    main()
