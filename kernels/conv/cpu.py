@@ -125,23 +125,21 @@ def blocks(w: np.ndarray, lanes: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def forward_plan(c: int, h: int, w: int, geom: tuple, pixels: int) -> tuple:
-    """``((inner, outer, bounds, KW), (HP, WP, PH, PW))`` for ``conv2d_forward`` with tiles of
-    ``pixels`` (``inner`` in runs of ``KW`` consecutive offsets); ``geom`` is ``(KH, KW, SH,
-    SW, PH, PW, OH, OW)``. Cached: the arrays must not be modified."""
+    """``((inner, outer, bounds), (HP, WP, PH, PW))`` for ``conv2d_forward`` with tiles of
+    ``pixels``; ``geom`` is ``(KH, KW, SH, SW, PH, PW, OH, OW)``. Cached: the arrays must not
+    be modified."""
     kh, kw, sh, sw, ph, pw, oh, ow = geom
     hp, wp = h + 2 * ph, _pitch(h + 2 * ph, w + 2 * pw)
     inner = _offsets(0, ((kh, wp), (c, hp * wp), (kw, 1)))
     outer = _offsets(0, ((oh, sh * wp), (ow, sw)), pixels)
     bounds = _bounds(oh * ow, ow, kh, (sh, 1, -ph, h), c * kw, pixels)
-    return (inner, outer, bounds, kw), (hp, wp, ph, pw)
+    return (inner, outer, bounds), (hp, wp, ph, pw)
 
 
 @functools.lru_cache(maxsize=64)
 def backward_plan(n: int, c: int, h: int, w: int, oc: int, geom: tuple, pixels: int) -> tuple:
-    """``((pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds, dw_run, dx_run), xframe,
-    dframe)`` for ``conv2d_backward`` with chunks of at most ``n`` images and tiles of
-    ``pixels`` (``pix`` in runs of ``OW`` consecutive offsets when ``SW = 1``, else of 1;
-    ``dx_inner`` of ``KW``):
+    """``((pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds), xframe, dframe)`` for
+    ``conv2d_backward`` with chunks of at most ``n`` images and tiles of ``pixels``:
     ``xframe = (HP, WP, PH, PW, 1, 1)`` places ``x`` in its padded buffer,
     ``dframe = (HD, WD, KH-1, KW-1, SH, SW, OH, OW)`` places ``dy``. Cached: the arrays must
     not be modified."""
@@ -157,8 +155,6 @@ def backward_plan(n: int, c: int, h: int, w: int, oc: int, geom: tuple, pixels: 
         _offsets(0, ((kh, wd), (oc, hd * wd), (kw, 1))),
         _offsets(ph * wd + pw, ((h, wd), (w, 1)), pixels),
         _bounds(h * w, w, kh, (1, 1, ph - kh + 1, (oh - 1) * sh + 1), oc * kw, pixels),
-        ow if sw == 1 else 1,
-        kw,
     )
     return tables, (hp, wp, ph, pw, 1, 1), (hd, wd, kh - 1, kw - 1, sh, sw, oh, ow)
 
@@ -224,22 +220,17 @@ def _store_rows(builder, accs, plan, outp, row0, pitch, j0, align) -> None:
 
 
 def _fma_tile_intrinsic(pixels: int, lanes: int):
-    """An intrinsic ``_fma_tile(X, inner, outer, j, k0, k1, m, iv, out, o0, count, run)``:
-    the register tile ``out[o0 + l, j + p] = iv[l] + sum_{k0 <= k < k1} X[inner[k] + outer[j
-    + p]] * m[k, l]`` for ``l < lanes`` and ``p < count <= pixels``, written as LLVM vector
-    code: ``pixels`` accumulators of ``lanes`` values (the backend splits each into the vector
-    registers of the target: 16 float32 are 1 zmm, 2 ymm or 4 q), one vector load of ``m``
-    and one broadcast of ``X`` per pixel and step, ``llvm.fma`` (the product is rounded once,
-    as by ``contract``). ``k`` walks runs of ``run`` consecutive offsets (``inner[k + s] =
-    inner[k] + s`` for ``s < run`` and ``k - k0`` a multiple of ``run``, which divides ``k1 -
-    k0``): ``inner`` is read once per run, so the loop over a run loads only the ``m`` vector
-    and the broadcasts, and keeps one register per pixel for its address in ``X``, one for
-    the run's offset and two for ``m``'s row and end. ``X, m, iv, out`` share one float
-    dtype; ``inner, outer`` are uint64."""
+    """An intrinsic ``_fma_tile(X, inner, outer, j, k0, k1, m, iv, out, o0, count)``: the
+    register tile ``out[o0 + l, j + p] = iv[l] + sum_{k0 <= k < k1} X[inner[k] + outer[j + p]]
+    * m[k, l]`` for ``l < lanes`` and ``p < count <= pixels``, written as LLVM vector code:
+    ``pixels`` accumulators of ``lanes`` values (the backend splits each into the vector registers
+    of the target: 16 float32 are 1 zmm, 2 ymm or 4 q), one vector load of ``m`` and one
+    broadcast of ``X`` per pixel and step, ``llvm.fma`` (the product is rounded once, as by
+    ``contract``). ``X, m, iv, out`` share one float dtype; ``inner, outer`` are uint64."""
 
     @intrinsic
-    def _fma_tile(typingctx, X, inner, outer, j, k0, k1, m, iv, out, o0, count, run):
-        sig = nb_types.void(X, inner, outer, j, k0, k1, m, iv, out, o0, count, run)
+    def _fma_tile(typingctx, X, inner, outer, j, k0, k1, m, iv, out, o0, count):
+        sig = nb_types.void(X, inner, outer, j, k0, k1, m, iv, out, o0, count)
 
         def codegen(context, builder, signature, args):
             tys = signature.args
@@ -249,9 +240,9 @@ def _fma_tile_intrinsic(pixels: int, lanes: int):
             xp, inner_p, outer_p, mp, ivp, outp = (a.data for a in arrays)
             i64 = ir.IntType(64)
             ints = [
-                context.cast(builder, args[i], tys[i], nb_types.int64) for i in (3, 4, 5, 9, 10, 11)
+                context.cast(builder, args[i], tys[i], nb_types.int64) for i in (3, 4, 5, 9, 10)
             ]
-            j0, kb, ke, row0, valid, runs = ints
+            j0, kb, ke, row0, valid = ints
             fty = context.get_value_type(tys[0].dtype)
             vty = ir.VectorType(fty, lanes)
             align = context.get_abi_sizeof(fty)
@@ -266,56 +257,28 @@ def _fma_tile_intrinsic(pixels: int, lanes: int):
                 builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.{suffix}"
             )
             splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-            bases = [builder.gep(xp, [o]) for o in offs]  # X at each pixel's offset
             entry = builder.basic_block
             head = builder.append_basic_block("tile.head")
-            pre = builder.append_basic_block("tile.run")
             body = builder.append_basic_block("tile.body")
             done = builder.append_basic_block("tile.done")
-            inner_end = builder.gep(inner_p, [ke])
-            m_run = builder.mul(runs, i64(lanes))
-            m_first = builder.gep(mp, [builder.mul(kb, i64(lanes))])
-            ip_first = builder.gep(inner_p, [kb])
             builder.branch(head)
-            # head: the next run of taps, if any (its inner entry ip, m's row mk, accumulators)
             builder.position_at_end(head)
-            ip, mk = builder.phi(ip_first.type), builder.phi(m_first.type)
+            k = builder.phi(i64)
             accs = [builder.phi(vty) for _ in range(pixels)]
-            ip.add_incoming(ip_first, entry)
-            mk.add_incoming(m_first, entry)
+            k.add_incoming(kb, entry)
             for a in accs:
                 a.add_incoming(start, entry)
-            builder.cbranch(builder.icmp_unsigned("<", ip, inner_end), pre, done)
-            builder.position_at_end(pre)
-            first = builder.load(ip, typ=i64)
-            m_end = builder.gep(mk, [m_run])
-            ip_next = builder.gep(ip, [runs])
-            builder.branch(body)
-            # body: one tap of the run (its offset ik, m's row mq, accumulators)
+            builder.cbranch(builder.icmp_signed("<", k, ke), body, done)
             builder.position_at_end(body)
-            ik, mq = builder.phi(i64), builder.phi(m_first.type)
-            sums = [builder.phi(vty) for _ in range(pixels)]
-            ik.add_incoming(first, pre)
-            mq.add_incoming(mk, pre)
-            for a, b in zip(sums, accs, strict=True):
-                a.add_incoming(b, pre)
-            mv = builder.load(mq, typ=vty, align=align)
-            new = []
-            for base, a in zip(bases, sums, strict=True):
-                xv = builder.load(builder.gep(base, [ik]), typ=fty)
+            ik = builder.load(builder.gep(inner_p, [k]), typ=i64)
+            mv = builder.load(builder.gep(mp, [builder.mul(k, i64(lanes))]), typ=vty, align=align)
+            for p, a in enumerate(accs):
+                xv = builder.load(builder.gep(xp, [builder.add(ik, offs[p])]), typ=fty)
                 xs = builder.insert_element(ir.Constant(vty, ir.Undefined), xv, ir.IntType(32)(0))
                 bc = builder.shuffle_vector(xs, ir.Constant(vty, ir.Undefined), splat)
-                new.append(builder.call(fma, [bc, mv, a]))
-            for a, v in zip(sums, new, strict=True):
-                a.add_incoming(v, body)
-            mq_next = builder.gep(mq, [i64(lanes)])
-            ik.add_incoming(builder.add(ik, i64(1)), body)
-            mq.add_incoming(mq_next, body)
-            ip.add_incoming(ip_next, body)
-            mk.add_incoming(mq_next, body)
-            for a, v in zip(accs, new, strict=True):
-                a.add_incoming(v, body)
-            builder.cbranch(builder.icmp_unsigned("<", mq_next, m_end), body, head)
+                a.add_incoming(builder.call(fma, [bc, mv, a]), body)
+            k.add_incoming(builder.add(k, i64(1)), body)
+            builder.branch(head)
             builder.position_at_end(done)
             plan = _transposed(pixels, lanes)
             if plan is None:
@@ -334,13 +297,12 @@ def _fma_tile_intrinsic(pixels: int, lanes: int):
     return _fma_tile
 
 
-def _tile_oc(X, inner, outer, bounds, M, init, out, run):
+def _tile_oc(X, inner, outer, bounds, M, init, out):
     """``out[o, j] = init[o] + sum_k X[inner[k] + outer[j]] * M[k, o]`` for ``M (O/16, K,
     16)``, ``init (O/16, 16)``, ``len(outer)`` a multiple of ``PIXELS`` (this variant's tile),
     ``out`` C-contiguous with at least ``O`` rows and ``min(len(outer), out.shape[1])``
     columns computed; offsets are uint64. The tile of ``j`` in ``[P t, P t + P)`` sums ``k``
-    over ``[bounds[t, 0], bounds[t, 1])`` only (the other terms read padding zeros), in runs
-    of ``run`` taps with consecutive offsets (``_fma_tile``).
+    over ``[bounds[t, 0], bounds[t, 1])`` only (the other terms read padding zeros).
     ``PIXELS`` and ``_fma_tile`` are globals of each variant (``kernels``)."""
     cols = out.shape[1]
     for ob in range(M.shape[0]):
@@ -348,8 +310,9 @@ def _tile_oc(X, inner, outer, bounds, M, init, out, run):
         for j in range(0, outer.shape[0], PIXELS):  # noqa: F821
             t = j // PIXELS  # noqa: F821
             count = min(PIXELS, cols - j)  # noqa: F821
-            k0, k1 = bounds[t, 0], bounds[t, 1]
-            _fma_tile(X, inner, outer, j, k0, k1, mb, iv, out, ob * LANES, count, run)  # noqa: F821
+            _fma_tile(  # noqa: F821
+                X, inner, outer, j, bounds[t, 0], bounds[t, 1], mb, iv, out, ob * LANES, count
+            )
 
 
 @helper
@@ -432,7 +395,7 @@ def _forward(x, m, init, tables, pads, y2, t, chunks):
     in ``(kh, c, kw)`` order), ``init = blocks(b as (OC, 1, 1, 1))`` as ``(ceil(OC/16), 16)``
     and ``tables, pads = forward_plan(...)``. ``_tile_oc`` writes straight into ``y2[n]`` when
     its shape fits the tile, else through a scratch buffer."""
-    inner, outer, bounds, run = tables
+    inner, outer, bounds = tables
     hp, wp, ph, pw = pads
     xp = np.zeros(x.shape[1] * hp * wp, dtype=x.dtype)
     scratch = np.empty((m.shape[0] * LANES, outer.shape[0]), dtype=x.dtype)
@@ -440,7 +403,7 @@ def _forward(x, m, init, tables, pads, y2, t, chunks):
     start, stop = _span(t, chunks, x.shape[0])
     for n in range(start, stop):
         _pad_into(x[n], xp, 0, (hp, wp, ph, pw, 1, 1))
-        _tile_oc(xp, inner, outer, bounds, m, init, y2[n] if direct else scratch, run)
+        _tile_oc(xp, inner, outer, bounds, m, init, y2[n] if direct else scratch)
         if not direct:
             _crop(scratch, y2[n].reshape((y2.shape[1], 1, y2.shape[2])), 0)
 
@@ -472,7 +435,7 @@ def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
     flipped weights ``w[oc, c, KH-1-kh, KW-1-kw]`` and ``wt2 (C, KH*OC*KW)`` the same in
     ``(kh, oc, kw)`` order;
     ``tables, xframe, dframe = backward_plan(...)``, ``frames = (xframe, dframe)``."""
-    pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds, dw_run, dx_run = tables
+    pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds = tables
     xframe, dframe = frames
     oc_, c_, oh, ow = dy2.shape[1], x.shape[1], dframe[6], dframe[7]
     group, ocb, cb = pix.shape[0] // (oh * ow), (oc_ + LANES - 1) // LANES, wts[0].shape[0]
@@ -499,10 +462,10 @@ def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
                 _crop(scratch, dx[n], dframe[1])
             else:
                 out = dx[n].reshape((c_, -1)) if direct else scratch
-                _tile_oc(dyp, dx_inner, dx_outer, dx_bounds, wts[0], zero, out, dx_run)
+                _tile_oc(dyp, dx_inner, dx_outer, dx_bounds, wts[0], zero, out)
                 if not direct:
                     _crop(scratch, dx[n].reshape((c_, 1, -1)), 0)
-        _tile_oc(xg, pix, taps, dw_bounds, dyt, zero, dwt, dw_run)
+        _tile_oc(xg, pix, taps, dw_bounds, dyt, zero, dwt)
         for o in range(oc_):
             for r in range(dw_t.shape[1]):
                 dw_t[o, r] += dwt[o, r]
