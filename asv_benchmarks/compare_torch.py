@@ -7,10 +7,12 @@ Run with torch installed (``pip install torch==2.13.0``, a CPU build)::
 Both run in this one process, float32, batch 100 unless noted, with the same thread
 count; every measurement alternates fastnet and torch round by round and reports the
 median (and the min-max spread) of each, and the ratio fastnet time / torch time
-(below 1: fastnet is faster). It prints the machine first (CPU model, avx2/avx512f, the
-ISA and register tiles fastnet picked) and the machine's ceiling: NumPy's 4096^3 float32
-matrix product on the same threads, in a child process without ``OPENBLAS_CORETYPE`` (which
-some machines here set to an older, slower kernel); each convolution is also quoted in
+(below 1: fastnet is faster); inference also runs fastnet's compiled plan
+(``fastnet.inference.compile``, what ``evaluate`` and ``predict`` use). It prints the
+machine first (CPU model, avx2/avx512f, the ISA and register tiles fastnet picked) and the
+machine's ceiling: NumPy's 4096^3 float32 matrix product on the same threads, in a child
+process without ``OPENBLAS_CORETYPE`` (which some machines here set to an older, slower
+kernel); each convolution is also quoted in
 GFLOP/s and as a fraction of that ceiling.
 """
 
@@ -131,6 +133,7 @@ def main() -> int:
     from torch_calibration import twin
 
     from fastnet import SoftmaxCrossEntropy, models, optim
+    from fastnet.inference import compile as compile_plan
     from kernels.conv import conv2d_backward, conv2d_forward
     from kernels.pool import maxpool2d_backward, maxpool2d_forward
 
@@ -214,8 +217,11 @@ def main() -> int:
             return model(inp)
 
     steps = {"fastnet": fastnet_step, "torch": torch_step}
-    inference = {"fastnet": lambda: net.eval()(x), "torch": lambda: infer(tnet, tx)}
-    latency = {"fastnet": lambda: net.eval()(x[:1]), "torch": lambda: infer(tnet, tx[:1])}
+    plan = compile_plan(net)  # what evaluate and predict run
+    inference = {"fastnet": lambda: net.eval()(x), "torch": lambda: infer(tnet, tx),
+                 "fastnet plan": lambda: plan(x)}  # fmt: skip
+    latency = {"fastnet": lambda: net.eval()(x[:1]), "torch": lambda: infer(tnet, tx[:1]),
+               "fastnet plan": lambda: plan(x[:1])}  # fmt: skip
     if not args.no_compile:
         try:
             cnet = torch.compile(tnet)
