@@ -3,6 +3,7 @@
     mpirun -n 2 python -m mpi4py tools/bench_distributed.py allreduce
     python tools/bench_distributed.py step --threads 2 --batches 2 13 16 100 125 1000
     mpirun -n 2 python -m mpi4py tools/bench_distributed.py step --threads 1 --batches 100
+    python tools/bench_distributed.py scaling --rounds 60 --repeats 2
     python tools/bench_distributed.py table --threads 2 --loopback-us 150
 
 ``allreduce``: vgg's gradients (123,552 float32 = 494 KB) summed over the ranks, as one bare
@@ -10,7 +11,9 @@ in-place ``Allreduce`` and as ``fastnet.distributed.Reducer`` (packing, the Allr
 views); the median of ``--rounds`` calls, on rank 0. ``step``: one vgg training step
 (forward, loss, backward, Adam) on random images, per batch size, median of ``--rounds``;
 under mpirun each of the N ranks takes 1/N of each (global) batch and the step includes the
-packed gradient Allreduce, as in ``fastnet train``.
+packed gradient Allreduce, as in ``fastnet train``. ``scaling``: the step at batch 100 as 1
+process x 1 thread, 1 process x 2 threads and 2 ranks x 1 thread (``mpirun -n 2``), each a
+child process, the three in turn ``--repeats`` times, in one table with images/s and ratios.
 ``table``: the step time and the efficiency of N nodes like this machine, on paper: the
 measured step at the per-rank batch, plus a ring all-reduce of the gradients (each rank
 sends and receives 2 (N - 1) / N x 494 KB in 2 (N - 1) messages) after the measured
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -137,18 +141,53 @@ def table(threads: int, rounds: int, loopback_us: float) -> None:
                   f"| {speedup:.1f}x | {speedup / n:.0%} |")  # fmt: skip
 
 
+LAYOUTS = [("1 process x 1 thread", 1, 1), ("1 process x 2 threads", 1, 2),
+           ("2 ranks x 1 thread", 2, 1)]  # fmt: skip
+
+
+def scaling(rounds: int, repeats: int) -> None:
+    """The README's scaling table: each layout of ``LAYOUTS`` in a child process, in turn."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    mpirun = shutil.which("mpirun") or str(Path(sys.executable).with_name("mpirun"))
+    root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    me = [sys.executable, "-m", "mpi4py", __file__, "step", "--batches", "100"]
+    steps: dict[str, list[float]] = {name: [] for name, _, _ in LAYOUTS}
+    for _ in range(repeats):
+        for name, ranks, threads in LAYOUTS:
+            launch = [mpirun, *root, "-n", str(ranks)] if ranks > 1 else []
+            cmd = [*launch, *me, "--threads", str(threads), "--rounds", str(rounds)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            steps[name].append(float(re.search(r"step\s+([\d.]+) ms", out).group(1)))
+    base = float(np.median(steps[LAYOUTS[0][0]]))
+    print(f"vgg step at global batch 100, median of {rounds} per run, {repeats} run(s) each in "
+          "turn\n\n| layout | step (each run) | images/s | vs 1 x 1 |\n"
+          "| --- | --- | --- | --- |")  # fmt: skip
+    for name, ms in steps.items():
+        med = float(np.median(ms))
+        runs = ", ".join(f"{v:.1f}" for v in ms)
+        print(f"| {name} | {med:.1f} ms ({runs}) | {100e3 / med:,.0f} | {base / med:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("allreduce", "step", "table"))
+    parser.add_argument("what", choices=("allreduce", "step", "table", "scaling"))
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batches", type=int, nargs="+", default=[100])
     parser.add_argument("--loopback-us", type=float, default=150.0)
+    parser.add_argument("--repeats", type=int, default=2, help="scaling: runs per layout")
     args = parser.parse_args()
     if args.what == "allreduce":
         allreduce(args.rounds)
     elif args.what == "step":
         step(args.batches, args.threads, args.rounds)
+    elif args.what == "scaling":
+        scaling(args.rounds, args.repeats)
     else:
         table(args.threads, args.rounds, args.loopback_us)
 
