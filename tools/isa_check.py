@@ -38,11 +38,22 @@ STACK_VECTOR = re.compile(
     r"^\s*v\w+\s.*\((%rsp|%rbp)\).*%[xyz]mm|^\s*v\w+\s.*%[xyz]mm.*\((%rsp|%rbp)\)"
 )
 
+# The child compiles the chunk kernels for the argument types of each call and runs
+# nothing: the code is for another CPU (an AVX-512 kernel would stop an AVX2 host with
+# SIGILL).
 CHILD = """
+import numba
 import numpy as np
 import kernels.conv as conv
-from kernels import _isa
+from kernels import _isa, _jit
 from kernels.conv import cpu
+
+
+def compile_only(self, *args, chunks, parallel=True):
+    self.body.compile(tuple(numba.typeof(a) for a in (*args, 0, chunks)))
+
+
+_jit.ChunkKernel.__call__ = compile_only
 
 rng = np.random.default_rng(0)
 for c in (16, 32):
@@ -75,7 +86,9 @@ def compile_asm(cpu: str) -> str:
             [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=False
         )
     if done.returncode:
-        raise RuntimeError(f"compiling for {cpu} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(
+            f"compiling for {cpu} failed (exit status {done.returncode}):\n{done.stderr[-2000:]}"
+        )
     return done.stdout
 
 
