@@ -18,9 +18,15 @@ input value per pixel and issues ``PIXELS * V`` fused multiply-adds. The rule:
   (31). Measured on a Zen 5 (AVX-512, float32, one thread, the VGG layers): 8 pixels ran at
   126-171 GFLOP/s, 12 at 104-128 and 16 at 106-150 (the offsets spill), 4 at 101-118.
 
-``pixels(isa, dtype)`` returns the largest ``PIXELS`` that fits, capped at
-``MAX_ACCUMULATORS`` vector accumulators. The ISA is read once, from the CPU Numba compiles
-for (``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` if set, else llvmlite's host CPU), and
+``tile(isa, dtype, channels)`` returns the largest ``PIXELS`` that fits, capped at
+``MAX_ACCUMULATORS`` vector accumulators. Where the loads still cannot keep up (one
+broadcast per FMA: 16 lanes of float32 on AVX-512 with two 512-bit FMAs per cycle, a layer
+of 16 channels) and no wider tile applies, the tile grows past ``offsets`` to 16 pixels that
+read consecutive inputs through one offset (the convolution lays its rows out so that they
+do), which cuts the loads per FMA from ``(8 + 2) / 8`` to ``(16 + 2) / 16``.
+
+The ISA is read once, from the CPU Numba compiles for (``NUMBA_CPU_NAME`` /
+``NUMBA_CPU_FEATURES`` if set, else llvmlite's host CPU), and
 ``FASTNET_ISA=avx512|avx2|neon|generic`` forces a variant (for tests and comparisons; the
 compiled code still targets the CPU Numba compiles for).
 """
@@ -130,14 +136,19 @@ def host_isa() -> str:
 def tile(spec: Isa, dtype: np.dtype | type, channels: int) -> tuple[int, int]:
     """``(pixels, lanes)``: the register tile for ISA entry ``spec``, element type ``dtype``
     and tiles over ``channels`` output channels (the rule above): ``lanes`` is 16 or, where
-    the loads of a 16-lane tile cannot keep up with its FMAs and ``channels > 16``, 32."""
+    the loads of a 16-lane tile cannot keep up with its FMAs and ``channels > 16``, 32. A
+    tile that stays load-bound with ``spec.offsets`` pixels (16 lanes of float32 on a core
+    with two 512-bit FMAs) gets as many pixels as its registers hold: such a long tile reads
+    a row of consecutive inputs through one offset (``kernels.conv.cpu``)."""
     lanes = BLOCK
     while True:
         vectors = max(1, lanes * np.dtype(dtype).itemsize * 8 // spec.vector_bits)
         fits = (spec.registers - vectors - 1) // vectors
-        pixels = max(1, min(fits, MAX_ACCUMULATORS // vectors, spec.offsets))
-        fed = (pixels + vectors + 1) * spec.fmas <= pixels * vectors * spec.loads
+        longest = max(1, min(fits, MAX_ACCUMULATORS // vectors))
+        pixels = min(longest, spec.offsets)
+        if (pixels + vectors + 1) * spec.fmas <= pixels * vectors * spec.loads:
+            return pixels, lanes  # fed
         wider_fits = spec.registers - 2 * vectors - 1 >= 2 * vectors
-        if fed or lanes >= MAX_LANES or lanes >= channels or not wider_fits:
-            return pixels, lanes
+        if lanes >= MAX_LANES or lanes >= channels or not wider_fits:
+            return longest, lanes
         lanes *= 2

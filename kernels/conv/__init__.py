@@ -158,7 +158,7 @@ def conv2d_backward(
         return impl.conv2d_backward(dy, x, w, stride, padding)
     dx = np.empty_like(x)
     chunks = _chunks(x.shape[0], parallel)
-    dw_parts = np.empty((chunks, w.shape[0], w.shape[2] * w.shape[1] * w.shape[3]), w.dtype)
+    dw_parts = np.empty((chunks, w.shape[0], w.shape[2] * w.shape[3] * w.shape[1]), w.dtype)
     db_parts = np.empty((chunks, w.shape[0]), dtype=w.dtype)
     n_chunk = -(-x.shape[0] // chunks)
     pixels, lanes = tile(x.dtype, min(w.shape[:2]))
@@ -176,5 +176,5 @@ def conv2d_backward(
         chunks=chunks,
         parallel=parallel,
     )
-    dw_taps = dw_parts.sum(axis=0).reshape(w.shape[0], w.shape[2], w.shape[1], w.shape[3])
-    return dx, np.ascontiguousarray(dw_taps.transpose(0, 2, 1, 3)), db_parts.sum(axis=0)
+    dw_taps = dw_parts.sum(axis=0).reshape(w.shape[0], w.shape[2], w.shape[3], w.shape[1])
+    return dx, np.ascontiguousarray(dw_taps.transpose(0, 3, 1, 2)), db_parts.sum(axis=0)

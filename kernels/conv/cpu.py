@@ -15,8 +15,8 @@ in ``(kh, c, kw)`` order, so the taps that a row of outputs needs form one range
   by the stride and padded by ``KH-1, KW-1``) with the flipped weights: ``X`` = that padded
   ``dy``, ``k`` = ``(kh, oc, kw)``, ``j`` = input pixel (the crop of the padding is in
   ``outer``), ``M[k, c]`` = ``w[oc, c, KH-1-kh, KW-1-kw]``;
-- ``dw``: ``X`` = padded images of a group, ``k`` = ``(oh, image, ow)``, ``j`` = tap
-  ``(kh, c, kw)``, ``M[k, o]`` = ``dy[image, o, oh, ow]``; ``db`` sums ``dy``.
+- ``dw``: ``X`` = padded images of a group, channels last, ``k`` = ``(oh, image, ow)``,
+  ``j`` = tap ``(kh, kw, c)``, ``M[k, o]`` = ``dy[image, o, oh, ow]``; ``db`` sums ``dy``.
 
 The register tile (``_tile_oc`` over the intrinsic ``_fma_tile``) keeps ``P`` values of
 ``j`` times ``L`` values of ``o`` (``L = 16`` or ``32`` lanes) in ``P`` LLVM vectors of ``L``
@@ -35,8 +35,16 @@ the VGG layers (conv2..conv6), against 54-64 for the scalar tile and 187 for Num
 4096^3 sgemm; ``tools/isa_check.py`` checks the loop for CPUs this machine is not.
 What matters: ``contract``-style single rounding (``llvm.fma``) and no ``reassoc`` (with it
 LLVM vectorizes the ``k`` loop with gathers); one general register per pixel for its
-offset (``P <= 8`` on x86-64, or the offsets spill); unsigned offsets, so Numba emits no
-negative-index wraparound. Each tile sums ``k`` over ``bounds[t]`` only, the taps that read
+offset (``P <= OFFSETS = 8`` on x86-64, or the offsets spill); unsigned offsets, so Numba
+emits no negative-index wraparound.
+
+A longer tile (``P = 16`` of 16 lanes: the rule's answer on AVX-512 with two 512-bit FMAs
+per cycle, where 8 pixels need 10 loads per 8 FMAs and are load-bound near 72-80%) reads
+its pixels through one offset when they are consecutive in ``X`` (``outer[j + p] =
+outer[j] + p``, checked per tile), and otherwise runs as groups of 8 pixels. The layouts
+make them consecutive: the forward (stride 1) and ``dx`` tiles compute whole rows of the
+padded width and drop the extra columns (``forward_plan``), and ``dw`` reads its images
+channels last, its taps in ``(kh, kw, c)`` order (``C`` consecutive inputs per tap). Each tile sums ``k`` over ``bounds[t]`` only, the taps that read
 real input rows for some of its outputs (the others multiply zero padding: 2-13% of the
 work on the VGG layers). Row pitches of the padded buffers avoid multiples of 256 elements
 (``_pitch``): planes 1-4 KiB apart share L1 cache sets, which made ``dx`` of the 28x28
@@ -73,6 +81,7 @@ from kernels._jit import chunk_kernel, helper, renamed
 
 LANES = BLOCK  # channels per tile; each variant (``kernels``) sets its own
 RUN = 64  # pixels per row tile of ``_tile_px``
+OFFSETS = 8  # pixels of a register tile whose input offsets fit in general registers
 _DW_PIXELS = 1024  # output pixels per ``dw`` tile call (a group of images)
 
 
@@ -125,38 +134,45 @@ def blocks(w: np.ndarray, lanes: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def forward_plan(c: int, h: int, w: int, geom: tuple, pixels: int) -> tuple:
-    """``((inner, outer, bounds), (HP, WP, PH, PW))`` for ``conv2d_forward`` with tiles of
-    ``pixels``; ``geom`` is ``(KH, KW, SH, SW, PH, PW, OH, OW)``. Cached: the arrays must not
-    be modified."""
+    """``((inner, outer, bounds), (HP, WP, PH, PW, OW, COLS))`` for ``conv2d_forward`` with
+    tiles of ``pixels``; ``geom`` is ``(KH, KW, SH, SW, PH, PW, OH, OW)``. The tiles compute
+    ``OH`` rows of ``COLS`` outputs: ``OW``, or, for a tile longer than ``OFFSETS`` and
+    stride 1, the padded width ``WP``, so that each tile reads consecutive inputs (the
+    columns past ``OW`` are computed and dropped). Cached: the arrays must not be
+    modified."""
     kh, kw, sh, sw, ph, pw, oh, ow = geom
     hp, wp = h + 2 * ph, _pitch(h + 2 * ph, w + 2 * pw)
+    cols = wp if pixels > OFFSETS and sh == sw == 1 else ow
     inner = _offsets(0, ((kh, wp), (c, hp * wp), (kw, 1)))
-    outer = _offsets(0, ((oh, sh * wp), (ow, sw)), pixels)
-    bounds = _bounds(oh * ow, ow, kh, (sh, 1, -ph, h), c * kw, pixels)
-    return (inner, outer, bounds), (hp, wp, ph, pw)
+    outer = _offsets(0, ((oh, sh * wp), (cols, sw)), pixels)
+    bounds = _bounds(oh * cols, cols, kh, (sh, 1, -ph, h), c * kw, pixels)
+    return (inner, outer, bounds), (hp, wp, ph, pw, ow, cols)
 
 
 @functools.lru_cache(maxsize=64)
 def backward_plan(n: int, c: int, h: int, w: int, oc: int, geom: tuple, pixels: int) -> tuple:
     """``((pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds), xframe, dframe)`` for
     ``conv2d_backward`` with chunks of at most ``n`` images and tiles of ``pixels``:
-    ``xframe = (HP, WP, PH, PW, 1, 1)`` places ``x`` in its padded buffer,
-    ``dframe = (HD, WD, KH-1, KW-1, SH, SW, OH, OW)`` places ``dy``. Cached: the arrays must
-    not be modified."""
+    ``xframe = (HP, WP, PH, PW, 1, 1)`` places ``x`` in its padded buffer (channels last,
+    for ``dw``: taps in ``(kh, kw, c)`` order, ``C`` consecutive inputs per ``(kh, kw)``),
+    ``dframe = (HD, WD, KH-1, KW-1, SH, SW, OH, OW, COLS)`` places ``dy``; the ``dx`` tiles
+    compute ``H`` rows of ``COLS`` inputs, ``W`` or, for a tile longer than ``OFFSETS``,
+    ``WD`` (as in ``forward_plan``). Cached: the arrays must not be modified."""
     kh, kw, sh, sw, ph, pw, oh, ow = geom
     hp, wp = h + 2 * ph, _pitch(h + 2 * ph, w + 2 * pw)
     hd, wd = hp + kh - 1, _pitch(hp + kh - 1, w + 2 * pw + kw - 1)
+    cols = wd if pixels > OFFSETS else w
     group = max(1, min(n, _DW_PIXELS // (oh * ow)))
     group = max(1, -(-n // max(1, -(-n // group))))  # groups evenly filled: the last pads less
     tables = (
-        _offsets(0, ((oh, sh * wp), (group, c * hp * wp), (ow, sw))),
-        _offsets(0, ((kh, wp), (c, hp * wp), (kw, 1)), pixels),
+        _offsets(0, ((oh, sh * wp * c), (group, c * hp * wp), (ow, sw * c))),
+        _offsets(0, ((kh, wp * c), (kw, c), (c, 1)), pixels),
         _bounds(kh * c * kw, c * kw, oh, (1, sh, -ph, h), group * ow, pixels),
         _offsets(0, ((kh, wd), (oc, hd * wd), (kw, 1))),
-        _offsets(ph * wd + pw, ((h, wd), (w, 1)), pixels),
-        _bounds(h * w, w, kh, (1, 1, ph - kh + 1, (oh - 1) * sh + 1), oc * kw, pixels),
+        _offsets(ph * wd + pw, ((h, wd), (cols, 1)), pixels),
+        _bounds(h * cols, cols, kh, (1, 1, ph - kh + 1, (oh - 1) * sh + 1), oc * kw, pixels),
     )
-    return tables, (hp, wp, ph, pw, 1, 1), (hd, wd, kh - 1, kw - 1, sh, sw, oh, ow)
+    return tables, (hp, wp, ph, pw, 1, 1), (hd, wd, kh - 1, kw - 1, sh, sw, oh, ow, cols)
 
 
 def _transposed(pixels: int, lanes: int) -> tuple | None:
@@ -219,6 +235,66 @@ def _store_rows(builder, accs, plan, outp, row0, pitch, j0, align) -> None:
             builder.store(part, dest, align=align)
 
 
+def _fma_loop(builder, ptrs, offsets, bounds, start, fma, align) -> list:
+    """Emit the loop ``acc[p] = start + sum_{k0 <= k < k1} X[inner[k] + offset_p] * m[k]``
+    (vectors of ``start``'s type) and return the accumulators, with the builder at the
+    loop's exit. ``ptrs = (X, inner, m)`` data pointers, ``bounds = (k0, k1)``; ``offsets``:
+    a list of i64 offsets, one per pixel (a general register each), or ``(first, count)``:
+    pixel ``p < count`` at ``first + p``, read through one address and constant
+    displacements."""
+    xp, inner_p, mp = ptrs
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    vty = start.type
+    row = isinstance(offsets, tuple)
+    entry = builder.basic_block
+    head = builder.append_basic_block("tile.head")
+    body = builder.append_basic_block("tile.body")
+    done = builder.append_basic_block("tile.done")
+    builder.branch(head)
+    builder.position_at_end(head)
+    k = builder.phi(i64)
+    accs = [builder.phi(vty) for _ in range(offsets[1] if row else len(offsets))]
+    k.add_incoming(bounds[0], entry)
+    for a in accs:
+        a.add_incoming(start, entry)
+    builder.cbranch(builder.icmp_signed("<", k, bounds[1]), body, done)
+    builder.position_at_end(body)
+    ik = builder.load(builder.gep(inner_p, [k]), typ=i64)
+    mv = builder.load(builder.gep(mp, [builder.mul(k, i64(vty.count))]), typ=vty, align=align)
+    if row:
+        first = builder.gep(xp, [builder.add(ik, offsets[0])])
+        addresses = [builder.gep(first, [i64(p)]) for p in range(offsets[1])]
+    else:
+        addresses = [builder.gep(xp, [builder.add(ik, o)]) for o in offsets]
+    splat = ir.Constant(ir.VectorType(i32, vty.count), [0] * vty.count)
+    for at, a in zip(addresses, accs, strict=True):
+        xv = builder.load(at, typ=vty.element)
+        xs = builder.insert_element(ir.Constant(vty, ir.Undefined), xv, i32(0))
+        bc = builder.shuffle_vector(xs, ir.Constant(vty, ir.Undefined), splat)
+        a.add_incoming(builder.call(fma, [bc, mv, a]), body)
+    k.add_incoming(builder.add(k, i64(1)), body)
+    builder.branch(head)
+    builder.position_at_end(done)
+    return accs
+
+
+def _store(builder, accs, outp, row0, pitch, j0, valid, align) -> None:
+    """Store ``acc[p][l]`` at ``out[row0 + l, j0 + p]`` for ``p < valid``: transposed in
+    registers and one vector store per row when all of them are (``_store_rows``), else one
+    value at a time."""
+    i64 = ir.IntType(64)
+    plan = _transposed(len(accs), accs[0].type.count)
+    if plan is None:
+        _store_lanes(builder, accs, outp, row0, pitch, j0, valid)
+        return
+    full = builder.icmp_signed(">=", valid, i64(len(accs)))
+    with builder.if_else(full, likely=True) as (whole, edge):
+        with whole:
+            _store_rows(builder, accs, plan, outp, row0, pitch, j0, align)
+        with edge:
+            _store_lanes(builder, accs, outp, row0, pitch, j0, valid)
+
+
 def _fma_tile_intrinsic(pixels: int, lanes: int):
     """An intrinsic ``_fma_tile(X, inner, outer, j, k0, k1, m, iv, out, o0, count)``: the
     register tile ``out[o0 + l, j + p] = iv[l] + sum_{k0 <= k < k1} X[inner[k] + outer[j + p]]
@@ -226,7 +302,10 @@ def _fma_tile_intrinsic(pixels: int, lanes: int):
     ``pixels`` accumulators of ``lanes`` values (the backend splits each into the vector registers
     of the target: 16 float32 are 1 zmm, 2 ymm or 4 q), one vector load of ``m`` and one
     broadcast of ``X`` per pixel and step, ``llvm.fma`` (the product is rounded once, as by
-    ``contract``). ``X, m, iv, out`` share one float dtype; ``inner, outer`` are uint64."""
+    ``contract``). ``X, m, iv, out`` share one float dtype; ``inner, outer`` are uint64
+    (``outer`` increasing within a tile). A tile of more than ``OFFSETS`` pixels runs as one
+    loop when its offsets are consecutive (``outer[j + p] = outer[j] + p``: one general
+    register for all the pixels), else as groups of ``OFFSETS`` pixels, one loop each."""
 
     @intrinsic
     def _fma_tile(typingctx, X, inner, outer, j, k0, k1, m, iv, out, o0, count):
@@ -247,49 +326,38 @@ def _fma_tile_intrinsic(pixels: int, lanes: int):
             vty = ir.VectorType(fty, lanes)
             align = context.get_abi_sizeof(fty)
             pitch = cgutils.unpack_tuple(builder, arrays[5].shape, 2)[1]
-            offs = [
-                builder.load(builder.gep(outer_p, [builder.add(j0, i64(p))]), typ=i64)
-                for p in range(pixels)
-            ]
             start = builder.load(ivp, typ=vty, align=align)
-            suffix = f"v{lanes}f{8 * align}"
             fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.{suffix}"
+                builder.module,
+                ir.FunctionType(vty, [vty] * 3),
+                f"llvm.fma.v{lanes}f{8 * align}",
             )
-            splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-            entry = builder.basic_block
-            head = builder.append_basic_block("tile.head")
-            body = builder.append_basic_block("tile.body")
-            done = builder.append_basic_block("tile.done")
-            builder.branch(head)
-            builder.position_at_end(head)
-            k = builder.phi(i64)
-            accs = [builder.phi(vty) for _ in range(pixels)]
-            k.add_incoming(kb, entry)
-            for a in accs:
-                a.add_incoming(start, entry)
-            builder.cbranch(builder.icmp_signed("<", k, ke), body, done)
-            builder.position_at_end(body)
-            ik = builder.load(builder.gep(inner_p, [k]), typ=i64)
-            mv = builder.load(builder.gep(mp, [builder.mul(k, i64(lanes))]), typ=vty, align=align)
-            for p, a in enumerate(accs):
-                xv = builder.load(builder.gep(xp, [builder.add(ik, offs[p])]), typ=fty)
-                xs = builder.insert_element(ir.Constant(vty, ir.Undefined), xv, ir.IntType(32)(0))
-                bc = builder.shuffle_vector(xs, ir.Constant(vty, ir.Undefined), splat)
-                a.add_incoming(builder.call(fma, [bc, mv, a]), body)
-            k.add_incoming(builder.add(k, i64(1)), body)
-            builder.branch(head)
-            builder.position_at_end(done)
-            plan = _transposed(pixels, lanes)
-            if plan is None:
-                _store_lanes(builder, accs, outp, row0, pitch, j0, valid)
-            else:
-                full = builder.icmp_signed("==", valid, i64(pixels))
-                with builder.if_else(full, likely=True) as (whole, edge):
-                    with whole:
-                        _store_rows(builder, accs, plan, outp, row0, pitch, j0, align)
-                    with edge:
-                        _store_lanes(builder, accs, outp, row0, pitch, j0, valid)
+
+            def offset(p):
+                return builder.load(builder.gep(outer_p, [builder.add(j0, i64(p))]), typ=i64)
+
+            def groups():
+                """The tile as groups of at most ``OFFSETS`` pixels, one loop each."""
+                for g in range(0, pixels, OFFSETS):
+                    offs = [offset(p) for p in range(g, min(g + OFFSETS, pixels))]
+                    accs = _fma_loop(builder, ptrs, offs, (kb, ke), start, fma, align)
+                    col = builder.add(j0, i64(g))
+                    _store(builder, accs, outp, row0, pitch, col, builder.sub(valid, i64(g)), align)
+
+            ptrs = (xp, inner_p, mp)
+            if pixels <= OFFSETS:
+                groups()
+                return context.get_dummy_value()
+            first = offset(0)
+            run = builder.icmp_unsigned(
+                "==", builder.sub(offset(pixels - 1), first), i64(pixels - 1)
+            )
+            with builder.if_else(run, likely=True) as (consecutive, scattered):
+                with consecutive:
+                    accs = _fma_loop(builder, ptrs, (first, pixels), (kb, ke), start, fma, align)
+                    _store(builder, accs, outp, row0, pitch, j0, valid, align)
+                with scattered:
+                    groups()
             return context.get_dummy_value()
 
         return sig, codegen
@@ -375,6 +443,19 @@ def _pad_into(img, dst, base, frame):
 
 
 @helper
+def _pad_last(img, dst, base, frame):
+    """``dst[base:]`` viewed as ``(HP, WP, C)`` gets ``[top + h, left + w, c] = img[c, h, w]``
+    for ``frame = (HP, WP, top, left, 1, 1)``; its other entries are left as they are."""
+    _, wd, top, left = frame[:4]
+    c_, h_, w_ = img.shape
+    for h in range(h_):
+        for w in range(w_):
+            at = np.uint64(base + ((top + h) * wd + left + w) * c_)
+            for c in range(c_):
+                dst[at + np.uint64(c)] = img[c, h, w]
+
+
+@helper
 def _crop(src, dst, row_stride):
     """``dst[o, h, w] = src[o, h*row_stride + w]``."""
     o_, h_, w_ = dst.shape
@@ -394,18 +475,19 @@ def _forward(x, m, init, tables, pads, y2, t, chunks):
     """Chunk ``t`` of ``y2 (N, OC, OH*OW) = conv2d(x, w) + b``, with ``m = blocks(w)`` (taps
     in ``(kh, c, kw)`` order), ``init = blocks(b as (OC, 1, 1, 1))`` as ``(ceil(OC/16), 16)``
     and ``tables, pads = forward_plan(...)``. ``_tile_oc`` writes straight into ``y2[n]`` when
-    its shape fits the tile, else through a scratch buffer."""
+    its shape fits the tile, else through a scratch buffer (the tiles of the last row read up
+    to ``WP`` values past the image, hence the spare row of ``xp``)."""
     inner, outer, bounds = tables
-    hp, wp, ph, pw = pads
-    xp = np.zeros(x.shape[1] * hp * wp, dtype=x.dtype)
+    hp, wp, ph, pw, ow, cols = pads
+    xp = np.zeros((x.shape[1] * hp + 1) * wp, dtype=x.dtype)
     scratch = np.empty((m.shape[0] * LANES, outer.shape[0]), dtype=x.dtype)
-    direct = y2.shape[1] % LANES == 0 and y2.shape[2] == outer.shape[0]
+    direct = y2.shape[1] % LANES == 0 and y2.shape[2] == outer.shape[0] and cols == ow
     start, stop = _span(t, chunks, x.shape[0])
     for n in range(start, stop):
         _pad_into(x[n], xp, 0, (hp, wp, ph, pw, 1, 1))
         _tile_oc(xp, inner, outer, bounds, m, init, y2[n] if direct else scratch)
         if not direct:
-            _crop(scratch, y2[n].reshape((y2.shape[1], 1, y2.shape[2])), 0)
+            _crop(scratch, y2[n].reshape((y2.shape[1], y2.shape[2] // ow, ow)), cols)
 
 
 def _dw_group(dy2, x, g0, gn, bufs, frames, db_t):
@@ -420,7 +502,7 @@ def _dw_group(dy2, x, g0, gn, bufs, frames, db_t):
         dyt.fill(0)
         xg[gn * size :].fill(0)
     for i in range(gn):
-        _pad_into(x[g0 + i], xg, i * size, xframe)
+        _pad_last(x[g0 + i], xg, i * size, xframe)
         _blocks(dy2[g0 + i], dyt, i * ow, ow, group * ow)
     for ob in range(dyt.shape[0]):
         for k in range(dyt.shape[1]):
@@ -430,7 +512,7 @@ def _dw_group(dy2, x, g0, gn, bufs, frames, db_t):
 
 def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
     """Chunk ``t`` of the backward pass: ``dx (N, C, H, W)`` of its images and their summed
-    ``dw_parts[t] (OC, KH*C*KW)`` (taps in ``(kh, c, kw)`` order) and ``db_parts[t] (OC,)``,
+    ``dw_parts[t] (OC, KH*KW*C)`` (taps in ``(kh, kw, c)`` order) and ``db_parts[t] (OC,)``,
     from ``dy2 (N, OC, OH*OW)``. ``wts = (blocks(wf), wt2)`` with ``wf (C, OC, KH, KW)`` the
     flipped weights ``w[oc, c, KH-1-kh, KW-1-kw]`` and ``wt2 (C, KH*OC*KW)`` the same in
     ``(kh, oc, kw)`` order;
@@ -441,7 +523,7 @@ def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
     group, ocb, cb = pix.shape[0] // (oh * ow), (oc_ + LANES - 1) // LANES, wts[0].shape[0]
     xg = np.zeros(group * c_ * xframe[0] * xframe[1], dtype=x.dtype)
     dyt = np.zeros((ocb, pix.shape[0], LANES), dtype=x.dtype)
-    dyp = np.zeros(oc_ * dframe[0] * dframe[1] + RUN, dtype=x.dtype)
+    dyp = np.zeros(oc_ * dframe[0] * dframe[1] + RUN + dframe[1], dtype=x.dtype)
     dwt = np.empty((ocb * LANES, taps.shape[0]), dtype=x.dtype)
     zero = np.zeros((max(ocb, cb), LANES), dtype=x.dtype)
     db_lanes = np.zeros((ocb, LANES), dtype=x.dtype)
@@ -464,7 +546,7 @@ def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
                 out = dx[n].reshape((c_, -1)) if direct else scratch
                 _tile_oc(dyp, dx_inner, dx_outer, dx_bounds, wts[0], zero, out)
                 if not direct:
-                    _crop(scratch, dx[n].reshape((c_, 1, -1)), 0)
+                    _crop(scratch, dx[n], dframe[8])
         _tile_oc(xg, pix, taps, dw_bounds, dyt, zero, dwt)
         for o in range(oc_):
             for r in range(dw_t.shape[1]):

@@ -36,7 +36,10 @@ def test_tile_fits_the_registers_and_hides_the_fma_latency(name, dtype, channels
     assert lanes in (16, 32) and lanes % _isa.BLOCK == 0
     vectors = max(1, lanes * np.dtype(dtype).itemsize * 8 // spec.vector_bits)
     assert pixels * vectors + vectors + 1 <= spec.registers or pixels == 1
-    assert 1 <= pixels <= spec.offsets
+    assert 1 <= pixels <= max(spec.offsets, _isa.MAX_ACCUMULATORS // vectors)
+    if pixels > spec.offsets:  # a long tile only where the offsets' tile is load-bound
+        short = spec.offsets
+        assert (short + vectors + 1) * spec.fmas > short * vectors * spec.loads
     # as many accumulators as the latency needs, unless one more pixel would not fit
     bigger = (pixels + 1) * vectors + vectors + 1 > spec.registers or pixels == spec.offsets
     assert pixels * vectors >= spec.chains or bigger or pixels * vectors >= 16
@@ -45,7 +48,8 @@ def test_tile_fits_the_registers_and_hides_the_fma_latency(name, dtype, channels
 @pytest.mark.parametrize(
     "name, dtype, channels, expected",
     [
-        ("avx512", np.float32, 16, (8, 16)),  # 8 zmm accumulators
+        ("avx512", np.float32, 16, (16, 16)),  # 8 pixels: (8 + 2) loads per 8 FMAs: 16
+        ("avx512", np.float32, 1, (16, 16)),
         ("avx512", np.float32, 64, (8, 32)),  # two loads per cycle: 2 zmm per pixel
         ("avx2", np.float32, 64, (6, 16)),  # 12 ymm accumulators + 2 weights + 1 broadcast
         ("neon", np.float32, 64, (4, 16)),  # 16 q accumulators, 4 per pixel
