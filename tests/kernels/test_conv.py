@@ -149,6 +149,25 @@ def test_every_tile_variant_matches_reference(dtype_name, tile, case, rng, monke
         assert_close(g, expected, "conv")
 
 
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+@pytest.mark.parametrize("case", [CASES[i] for i in (8, 9, 10)], ids=str)
+def test_every_tile_variant_gives_the_same_bits(dtype_name, case, rng, monkeypatch):
+    """Whatever the tile (and layout: rows of the padded width, channels-last ``dw``), each
+    output sums the same products in the same order, so a training run is the same on every
+    ISA's variant (cases where no variant switches ``dx`` to pixel runs, or all do)."""
+    x, w, b, stride, padding = make_inputs(case, np.dtype(dtype_name), rng)
+    dy = rng.standard_normal(ref.conv2d_forward_ref(x, w, b, stride, padding).shape)
+    results = []
+    for _, tile in (v for v in VARIANTS if v[0] == dtype_name):
+        monkeypatch.setattr(conv, "tile", lambda dtype, channels, tile=tile: tile)
+        y = conv.conv2d_forward(x, w, b, stride, padding)
+        results.append((y, *conv.conv2d_backward(dy.astype(dtype_name), x, w, stride, padding)))
+    assert len(results) > 2
+    for other in results[1:]:
+        for got, first in zip(other, results[0], strict=True):
+            np.testing.assert_array_equal(got, first)
+
+
 PARITY_CHILD = """
 import numpy as np
 import kernels.conv as conv
