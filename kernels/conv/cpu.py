@@ -44,11 +44,12 @@ its pixels through one offset when they are consecutive in ``X`` (``outer[j + p]
 outer[j] + p``, checked per tile), and otherwise runs as groups of 8 pixels. The layouts
 make them consecutive: the forward (stride 1) and ``dx`` tiles compute whole rows of the
 padded width and drop the extra columns (``forward_plan``), and ``dw`` reads its images
-channels last, its taps in ``(kh, kw, c)`` order (``C`` consecutive inputs per tap). Each tile sums ``k`` over ``bounds[t]`` only, the taps that read
-real input rows for some of its outputs (the others multiply zero padding: 2-13% of the
-work on the VGG layers). Row pitches of the padded buffers avoid multiples of 256 elements
-(``_pitch``): planes 1-4 KiB apart share L1 cache sets, which made ``dx`` of the 28x28
-layer 15% slower.
+channels last, its taps in ``(kh, kw, c)`` order (``C`` consecutive inputs per tap).
+
+Each tile sums ``k`` over ``bounds[t]`` only, the taps that read real input rows for some
+of its outputs (the others multiply zero padding: 2-13% of the work on the VGG layers).
+Row pitches of the padded buffers avoid multiples of 256 elements (``_pitch``): planes
+1-4 KiB apart share L1 cache sets, which made ``dx`` of the 28x28 layer 15% slower.
 
 When ``dx`` has fewer than 8 channels (``C = 1`` in a first layer), 16 lanes would be mostly
 padding: ``_tile_px`` vectorizes over 64 consecutive pixels of one channel instead, on the
