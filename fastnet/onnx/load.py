@@ -1,0 +1,362 @@
+"""The ONNX loader: a chain of ONNX nodes as a ``Sequential`` of fastnet layers.
+
+``_GraphReader`` follows the data tensor from the graph input to the graph output and asks
+the handler of each node's operator (``HANDLERS``, one function per ONNX operator) for its
+layer. Identity nodes are skipped and Constant nodes (and Identity nodes of constants) give
+constants. Anything else (another operator, an attribute fastnet's layer lacks, such as
+dilation, groups or ``auto_pad``, a graph that is not one chain of layers) is an
+:class:`~fastnet.errors.OnnxError` naming the file, the node and its operator. A malformed
+file is an ``OnnxError`` too: the loader parses the protobuf itself, never reads external
+data files, and checks every tensor's size against its data before using it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastnet.errors import OnnxError
+from fastnet.layers import (
+    Affine,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    MaxPool2d,
+    ReLU,
+    Sigmoid,
+)
+from fastnet.module import Module, Sequential
+from fastnet.onnx.attributes import (
+    _DTYPES,
+    _WINDOW,
+    _attributes,
+    _float,
+    _float32,
+    _int,
+    _ints,
+    _only,
+    _only_value,
+    _pads,
+    _tensor_values,
+    _text,
+    _window_checks,
+)
+from fastnet.onnx.extra import _require_onnx
+
+
+def load(path: str | os.PathLike) -> Sequential:
+    """Read an ONNX model (the operators in :mod:`fastnet.onnx`'s table) as a fastnet model.
+
+    Parameters
+    ----------
+    path : path-like
+        An ``.onnx`` file: one graph input (N, ...), one output, a chain of nodes.
+
+    Returns
+    -------
+    Sequential
+        In eval mode (what an ONNX graph computes), in the dtype of the graph's input
+        (float32 or float64); ``.train()`` it to fine-tune.
+
+    Raises
+    ------
+    OnnxError
+        The file is unreadable, not an ONNX model, or uses an operator, attribute or graph
+        shape fastnet cannot represent (the message names the node and its operator).
+    MissingExtra
+        The ``onnx`` package is not installed.
+    """
+    onnx = _require_onnx()
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise OnnxError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    try:
+        proto = onnx.ModelProto.FromString(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise OnnxError(f"{path}: not an ONNX model ({e})") from None
+    return _GraphReader(path, proto).model()
+
+
+class _GraphReader:
+    """Turns the nodes of a parsed ONNX graph into fastnet layers, one by one, following the
+    data tensor (``current``) from the graph input to the graph output."""
+
+    def __init__(self, path: Path, proto: Any) -> None:
+        self.path, self.graph = path, proto.graph
+        self.consts: dict[str, np.ndarray] = {}
+        self.defined: set[str] = set()
+        for t in self.graph.initializer:
+            where = f"{path}: initializer {t.name!r}"
+            self._define(t.name, where)
+            self.consts[t.name] = _tensor_values(t, where)
+        inputs = [v for v in self.graph.input if v.name not in self.consts]
+        if len(inputs) != 1 or len(self.graph.output) != 1:
+            raise OnnxError(
+                f"{path}: not a model fastnet can load (it needs one graph input "
+                f"and one output, got {len(inputs)} and {len(self.graph.output)})"
+            )
+        tensor = inputs[0].type.tensor_type
+        if tensor.elem_type not in (1, 11) or not tensor.HasField("shape"):
+            raise OnnxError(
+                f"{path}: the graph input must be a float or double tensor of known rank"
+            )
+        self.dtype = np.dtype(_DTYPES[tensor.elem_type])
+        self.rank = len(tensor.shape.dim)
+        self._define(inputs[0].name, f"{path}: the graph input")
+        self.current = inputs[0].name
+        self.used = Counter(name for n in self.graph.node for name in n.input)
+        self.used.update(v.name for v in self.graph.output)
+
+    def _define(self, name: str, where: str) -> None:
+        if not name or name in self.defined:
+            raise OnnxError(f"{where}: tensor name {name!r} is empty or defined twice")
+        self.defined.add(name)
+
+    def model(self) -> Sequential:
+        layers: list[Module] = []
+        for i, node in enumerate(self.graph.node):
+            where = (
+                f"{self.path}: node {_text(node.name) or '#' + str(i)!r} ({_text(node.op_type)})"
+            )
+            try:
+                layer = self._node(node, where)
+            except ValueError as e:  # an OnnxError, or a layer refusing a value
+                raise OnnxError(f"{where}: {e}") from None
+            if layer is not None:
+                layers.append(layer)
+        if self.graph.output[0].name != self.current:
+            raise OnnxError(
+                f"{self.path}: the graph output {self.graph.output[0].name!r} is not "
+                "the last layer's output (fastnet loads a chain of layers)"
+            )
+        return Sequential(*layers).eval()
+
+    # -- one node ----------------------------------------------------------------------
+    def _node(self, node: Any, where: str) -> Module | None:
+        """The layer for ``node`` (None for a node that adds no layer)."""
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx") or op not in SUPPORTED:
+            raise OnnxError(
+                f"operator {op!r} is not supported; fastnet loads {', '.join(SUPPORTED)}"
+            )
+        attrs = _attributes(node)
+        if len(node.output) < 1 or not all(node.output):
+            raise OnnxError("it needs named outputs")
+        if op == "Constant" or (op == "Identity" and node.input and node.input[0] in self.consts):
+            return self._constant(node, attrs)
+        if not node.input or node.input[0] != self.current:
+            first = node.input[0] if node.input else None
+            raise OnnxError(
+                f"its data input {first!r} is not the previous layer's output "
+                f"{self.current!r} (fastnet loads a chain of layers)"
+            )
+        unused = {"Dropout": 1, "MaxPool": 1, "BatchNormalization": 4}.get(op, 0)
+        if len(node.output) > 1 + unused or any(self.used[o] for o in node.output[1:]):
+            raise OnnxError("only its first output may be used")
+        layer = HANDLERS[op](self, node, attrs)
+        for o in node.output:
+            self._define(o, "its output")
+        self.current = node.output[0]
+        return layer
+
+    def _constant(self, node: Any, attrs: dict) -> None:
+        if len(node.output) != 1:
+            raise OnnxError("a constant node must have one output")
+        if node.op_type == "Constant":
+            if set(attrs) != {"value"} or not hasattr(attrs["value"], "data_type"):
+                raise OnnxError("only a Constant with a 'value' tensor is supported")
+            value = _tensor_values(attrs["value"], "its value")
+        else:
+            _only(attrs, set())
+            if len(node.input) != 1:
+                raise OnnxError("an Identity node must have one input")
+            value = self.consts[node.input[0]]
+        self._define(node.output[0], "its output")
+        self.consts[node.output[0]] = value
+
+    def inputs(self, node: Any, count: int, required: int, weights: bool = True) -> list:
+        """The constant inputs 1 .. ``count`` of ``node`` (None where an optional one is
+        absent); ``weights``: finite arrays in the model's dtype."""
+        names = list(node.input[1:])
+        if len(names) > count or len([n for n in names[:required] if n]) < required:
+            raise OnnxError(f"it must have {1 + required} to {1 + count} inputs")
+        out = []
+        for name in names + [""] * (count - len(names)):
+            if not name:
+                out.append(None)
+                continue
+            if name not in self.consts:
+                raise OnnxError(f"input {name!r} must be a constant (an initializer)")
+            value = self.consts[name]
+            if weights and (value.dtype != self.dtype or not np.all(np.isfinite(value))):
+                raise OnnxError(
+                    f"input {name!r} must hold finite {self.dtype} values (the graph "
+                    f"input's type), got {value.dtype}"
+                )
+            out.append(value)
+        return out
+
+    def needs_rank(self, *ranks: int) -> None:
+        """Raise unless the data input's rank is one of ``ranks``."""
+        if self.rank not in ranks:
+            raise OnnxError(
+                f"its input must have rank {' or '.join(map(str, ranks))}, got {self.rank}"
+            )
+
+
+# -- one handler per ONNX operator: (reader, node, attributes) -> the layer, or None --------
+def _conv(reader: _GraphReader, node: Any, attrs: dict) -> Conv2d:
+    _only(attrs, _WINDOW | {"group"})
+    w, b = reader.inputs(node, 2, 1)
+    reader.needs_rank(4)
+    if w.ndim != 4 or (b is not None and b.shape != (w.shape[0],)):
+        raise OnnxError(
+            f"the weight must be (OC, C, KH, KW) and the bias (OC,), got "
+            f"{w.shape} and {None if b is None else b.shape}"
+        )
+    _only_value(attrs, "group", 1, "fastnet's Conv2d has no groups")
+    _window_checks(attrs, w.shape[2:])
+    layer = Conv2d(
+        w.shape[1],
+        w.shape[0],
+        w.shape[2:],
+        _ints(attrs, "strides", [1, 1]),
+        _pads(attrs),
+        bias=b is not None,
+        dtype=reader.dtype,
+        rng=np.random.default_rng(0),
+    )
+    return _filled(layer, w, b)
+
+
+def _gemm(reader: _GraphReader, node: Any, attrs: dict) -> Affine:
+    _only(attrs, {"alpha", "beta", "transA", "transB"})
+    w, c = reader.inputs(node, 2, 1)
+    reader.needs_rank(2)
+    _only_value(attrs, "transA", 0, "the data input must not be transposed")
+    if w.ndim != 2:
+        raise OnnxError(f"B must be 2-d, got shape {w.shape}")
+    w = (w.T if _int(attrs, "transB", 0) else w) * _float(attrs, "alpha", 1.0)
+    if c is not None:
+        if c.ndim > 2 or c.size not in (1, w.shape[1]):
+            raise OnnxError(
+                f"C must have shape (M,) or (1, M) with M = {w.shape[1]}, got {c.shape}"
+            )
+        c = np.broadcast_to(c.reshape(-1), w.shape[1:]) * _float(attrs, "beta", 1.0)
+    layer = Affine(*w.shape, bias=c is not None, dtype=reader.dtype, rng=np.random.default_rng(0))
+    return _filled(layer, w, c)
+
+
+def _plain(
+    kind: type[ReLU | Sigmoid] | None, reader: _GraphReader, node: Any, attrs: dict
+) -> ReLU | Sigmoid | None:
+    """Relu, Sigmoid, and Identity (``kind`` None: no layer): no attributes, one input."""
+    _only(attrs, set())
+    reader.inputs(node, 0, 0)
+    return None if kind is None else kind()
+
+
+def _maxpool(reader: _GraphReader, node: Any, attrs: dict) -> MaxPool2d:
+    _only(attrs, _WINDOW | {"ceil_mode", "storage_order"})
+    _only_value(attrs, "storage_order", 0, "fastnet has no column-major indices")
+    return _pool(reader, node, attrs, MaxPool2d)
+
+
+def _averagepool(reader: _GraphReader, node: Any, attrs: dict) -> AvgPool2d:
+    _only(attrs, _WINDOW | {"ceil_mode", "count_include_pad"})
+    if any(_pads(attrs)) and not _int(attrs, "count_include_pad", 0):
+        raise OnnxError(
+            "count_include_pad=0 with padding is not supported (fastnet's "
+            "AvgPool2d counts the padding in the divisor)"
+        )
+    return _pool(reader, node, attrs, AvgPool2d)
+
+
+def _pool(reader: _GraphReader, node: Any, attrs: dict, kind: type) -> MaxPool2d | AvgPool2d:
+    """What MaxPool and AveragePool share: the window, floor mode, pads up to half the kernel."""
+    reader.inputs(node, 0, 0)
+    reader.needs_rank(4)
+    if "kernel_shape" not in attrs:
+        raise OnnxError("kernel_shape is missing")
+    kernel = _ints(attrs, "kernel_shape", None)
+    _window_checks(attrs, kernel)
+    _only_value(attrs, "ceil_mode", 0, "fastnet pools in floor mode")
+    pads = _pads(attrs)
+    if any(2 * p > k for p, k in zip(pads, kernel, strict=True)):
+        raise OnnxError(f"pads {pads} larger than half the kernel {kernel} are not supported")
+    return kind(kernel, _ints(attrs, "strides", [1, 1]), pads)
+
+
+def _batchnormalization(reader: _GraphReader, node: Any, attrs: dict) -> BatchNorm1d | BatchNorm2d:
+    _only(attrs, {"epsilon", "momentum", "training_mode", "spatial"})
+    _only_value(attrs, "training_mode", 0, "fastnet loads inference graphs")
+    _only_value(attrs, "spatial", 1, "fastnet normalizes per channel")
+    gamma, beta, mean, var = reader.inputs(node, 4, 4)
+    reader.needs_rank(2, 4)
+    if any(v.shape != gamma.shape or v.ndim != 1 for v in (beta, mean, var)):
+        raise OnnxError("scale, B, mean and var must all have shape (C,)")
+    if np.any(var < 0):
+        raise OnnxError("the variance must not be negative")
+    kind = BatchNorm2d if reader.rank == 4 else BatchNorm1d
+    momentum = _float32(1 - _float(attrs, "momentum", 0.9))
+    layer = kind(gamma.size, _float(attrs, "epsilon", 1e-5), momentum, dtype=reader.dtype)
+    layer.running_mean[...], layer.running_var[...] = mean, var
+    return _filled(layer, gamma, beta)
+
+
+def _flatten(reader: _GraphReader, node: Any, attrs: dict) -> Flatten:
+    _only(attrs, {"axis"})
+    reader.inputs(node, 0, 0)
+    axis = _int(attrs, "axis", 1)
+    if axis not in (1, 1 - reader.rank):
+        raise OnnxError(f"axis {axis} is not supported (fastnet's Flatten keeps axis 0 only)")
+    reader.rank = 2
+    return Flatten()
+
+
+def _dropout(reader: _GraphReader, node: Any, attrs: dict) -> Dropout:
+    _only(attrs, {"ratio", "seed", "is_test"})
+    ratio, training = reader.inputs(node, 2, 0, weights=False)
+    if any(v is not None and v.size != 1 for v in (ratio, training)):
+        raise OnnxError("ratio and training_mode must be scalars")
+    if training is not None and bool(training.reshape(-1)[0]):
+        raise OnnxError("training_mode=True is not supported (fastnet loads inference graphs)")
+    return Dropout(_float(attrs, "ratio", 0.5) if ratio is None else float(ratio.reshape(-1)[0]))
+
+
+def _filled(layer: Module, weight: np.ndarray, bias: np.ndarray | None) -> Module:
+    """``layer`` with its weight and bias (if any) set to the given values."""
+    layer.weight.data[...] = weight
+    if bias is not None:
+        layer.bias.data[...] = bias
+    return layer
+
+
+# ONNX operator -> its handler; Constant nodes (and Identity nodes of constants) give
+# constants, read by _GraphReader._constant, not layers
+HANDLERS: dict[str, Callable[[_GraphReader, Any, dict], Module | None]] = {
+    "Conv": _conv,
+    "BatchNormalization": _batchnormalization,
+    "Relu": partial(_plain, ReLU),
+    "Sigmoid": partial(_plain, Sigmoid),
+    "MaxPool": _maxpool,
+    "AveragePool": _averagepool,
+    "Flatten": _flatten,
+    "Gemm": _gemm,
+    "Dropout": _dropout,
+    "Identity": partial(_plain, None),
+}
+SUPPORTED = (*HANDLERS, "Constant")
