@@ -4,8 +4,10 @@ The fixture is written by ``tools/make_torch_optim_fixtures.py`` with torch inst
 these tests replay its gradients without torch.
 """
 
+import ast
 import inspect
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,18 @@ def test_defaults_are_torchs(name):
     ours = {arg: signature[arg].default for arg in signature if arg != "params"}
     theirs = {k: tuple(v) if isinstance(v, list) else v for k, v in TORCH_DEFAULTS[name].items()}
     assert ours == theirs
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_DEFAULTS))
+def test_docstring_defaults_are_the_declared_ones(name):
+    cls = getattr(optim, name)
+    documented = re.findall(
+        r"^ {4}(\w+) : [^\n]*, default (.+?)(?: \(keyword only\))?$", cls.__doc__, re.M
+    )
+    signature = inspect.signature(cls).parameters
+    assert {arg: ast.literal_eval(value) for arg, value in documented} == {
+        arg: signature[arg].default for arg in signature if arg != "params"
+    }
 
 
 def test_adamw_is_decoupled_adam():
