@@ -13,6 +13,7 @@ from fastnet.data.datasets import (
     load_dataset,
     load_fashion_mnist,
     load_mnist,
+    random_batches,
 )
 from fastnet.data.download import download_file
 from fastnet.data.idx import read_idx
@@ -38,6 +39,7 @@ __all__ = [
     "download_file",
     "iterate_batches",
     "load_dataset",
+    "random_batches",
     "load_fashion_mnist",
     "load_mnist",
     "locate_dataset",

@@ -163,6 +163,26 @@ def iterate_batches(
     return _batches(images, labels, batch_size, order, drop_last, dtype)
 
 
+def random_batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    count: int,
+    rng: np.random.Generator,
+    dtype: npt.DTypeLike = np.float32,
+) -> Iterator[Split]:
+    """Yield ``count`` mini-batches drawn as the book's chapter 4-6 loops draw them: each
+    ``rng.choice(len(images), batch_size)`` (with replacement across and within batches).
+
+    Parameters and yields as :func:`iterate_batches` (uint8 images in, ``dtype`` out).
+    """
+    _check_batch_args(images, labels, batch_size, False, None)
+    dtype = np.dtype(dtype)
+    for _ in range(count):
+        idx = rng.choice(len(images), batch_size)
+        yield _to_float(images[idx], dtype), labels[idx].astype(np.int64)
+
+
 def _batches(
     images: np.ndarray,
     labels: np.ndarray,

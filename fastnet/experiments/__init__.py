@@ -79,10 +79,8 @@ def run(
 
 
 def _mnist(data_dir: str | None, limit: int | None):
-    """MNIST as float32 in [0, 1]: the first ``limit`` training images, all test images."""
+    """MNIST (uint8 images): the first ``limit`` training images, all test images."""
     from fastnet.data import load_dataset
-    from fastnet.experiments._common import to_float
 
-    (x, t), (x_test, t_test) = load_dataset("mnist", data_dir)
-    x, t = x[:limit], t[:limit]
-    return (to_float(x), t), (to_float(x_test), t_test)
+    (x, t), test = load_dataset("mnist", data_dir)
+    return (x[:limit], t[:limit]), test

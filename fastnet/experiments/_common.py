@@ -1,4 +1,5 @@
-"""What the experiments share: the book's MLP, its training loop, and writing results.
+"""What the experiments share: the book's weight decay, a run of the book's loop that
+keeps every step's loss, and writing results.
 
 Every random draw comes from ``np.random.default_rng([seed, ...])`` streams, so a seed
 (with the same thread count and machine) gives bit-identical numbers.
@@ -16,94 +17,43 @@ import numpy as np
 
 from fastnet import optim
 from fastnet.checkpoint import atomic_write
-from fastnet.layers import Affine, BatchNorm1d, Dropout, Flatten, ReLU, Sigmoid, SoftmaxCrossEntropy
-from fastnet.module import Module, Sequential
+from fastnet.data import random_batches
+from fastnet.layers import SoftmaxCrossEntropy
+from fastnet.loop import train_one_epoch
+from fastnet.module import Module
 
 Log = Callable[[str], None]
 
 
-def mlp(
-    rng: np.random.Generator,
-    hidden: Sequence[int] = (100, 100, 100, 100),
-    *,
-    weight_init: str | float = "he",
-    activation: str = "relu",
-    batchnorm: bool = False,
-    dropout: float = 0.0,
-) -> Sequential:
-    """The book's MultiLayerNet(Extend): 784 -> hidden... -> 10, float32.
+class BookWeightDecay:
+    """SGD with the book's weight decay (chapter 6.4.1): an L2 penalty on the Affine weights
+    only, as ``MultiLayerNet`` adds it; biases and BatchNorm parameters are not decayed.
+    Two SGDs stepped as one (``step`` is all the loop asks of an optimizer)."""
 
-    Each hidden layer is ``Affine [-> BatchNorm1d] -> ReLU|Sigmoid [-> Dropout]``.
-    """
-    sizes = [28 * 28, *hidden]
-    layers: list[Module] = [Flatten()]
-    for d, m in zip(sizes[:-1], sizes[1:], strict=True):
-        layers.append(Affine(d, m, weight_init=weight_init, rng=rng))
-        layers += [BatchNorm1d(m)] if batchnorm else []
-        layers.append(ReLU() if activation == "relu" else Sigmoid())
-        layers += [Dropout(dropout, rng=rng)] if dropout else []
-    layers.append(Affine(sizes[-1], 10, weight_init=weight_init, rng=rng))
-    return Sequential(*layers)
+    def __init__(self, model: Module, lr: float, weight_decay: float) -> None:
+        named = list(model.named_parameters())
+        decayed = [name.endswith("weight") and p.data.ndim == 2 for name, p in named]
+        weights = [p for (_, p), d in zip(named, decayed, strict=True) if d]
+        rest = [p for (_, p), d in zip(named, decayed, strict=True) if not d]
+        self.parts = [optim.SGD(weights, lr=lr, weight_decay=weight_decay)]
+        self.parts += [optim.SGD(rest, lr=lr)] if rest else []
+
+    def step(self) -> None:
+        """One SGD step of every parameter."""
+        for part in self.parts:
+            part.step()
 
 
-def sgd_book_decay(model: Module, lr: float, weight_decay: float) -> list[optim.Optimizer]:
-    """SGD with the book's weight decay: an L2 penalty on the Affine weights only (the
-    biases and BatchNorm parameters are not decayed)."""
-    named = list(model.named_parameters())
-    weights = [p for name, p in named if name.endswith("weight") and p.data.ndim == 2]
-    rest = [p for name, p in named if not (name.endswith("weight") and p.data.ndim == 2)]
-    opts: list[optim.Optimizer] = [optim.SGD(weights, lr=lr, weight_decay=weight_decay)]
-    return opts + ([optim.SGD(rest, lr=lr)] if rest else [])
-
-
-def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 images -> float32 in [0, 1]."""
-    return images.astype(np.float32) / np.float32(255)
-
-
-def accuracy(model: Module, x: np.ndarray, t: np.ndarray, batch: int = 1000) -> float:
-    """Accuracy in eval mode on float images (the model is left in eval mode)."""
-    model.eval()
-    hits = sum(
-        int(np.sum(np.argmax(model(x[i : i + batch]), 1) == t[i : i + batch]))
-        for i in range(0, len(x), batch)
-    )
-    return hits / len(x)
-
-
-def train(
-    model: Module,
-    opts: Sequence[optim.Optimizer],
-    x: np.ndarray,
-    t: np.ndarray,
-    *,
-    iterations: int,
-    batch_size: int,
-    rng: np.random.Generator,
-    every: int = 0,
-    on_epoch: Callable[[], None] | None = None,
-) -> list[float]:
-    """The book's loop: each iteration trains on ``batch_size`` random examples (drawn
-    with ``rng.choice``, with replacement across iterations); ``on_epoch()`` runs every
-    ``every`` iterations and after the last one when ``every`` divides ``iterations``.
-
-    Returns
-    -------
-    The training loss of every iteration.
-    """
-    loss_fn = SoftmaxCrossEntropy()
-    losses = []
-    if on_epoch is not None:
-        on_epoch()
-    for it in range(iterations):
-        idx = rng.choice(len(x), batch_size)
-        model.train()
-        losses.append(float(loss_fn(model(x[idx]), t[idx])))
-        model.backward(loss_fn.backward())
-        for opt in opts:
-            opt.step()
-        if on_epoch is not None and every and (it + 1) % every == 0:
-            on_epoch()
+def losses_of(
+    model: Module, optimizer: Any, x: np.ndarray, t: np.ndarray, *,
+    iterations: int, batch_size: int, rng: np.random.Generator,
+) -> list[float]:  # fmt: skip
+    """Train ``iterations`` steps of the book's loop (:func:`fastnet.loop.train_one_epoch`)
+    on random batches of uint8 images ``x``; the loss of every step."""
+    losses: list[float] = []
+    batches = random_batches(x, t, batch_size, iterations, rng)
+    train_one_epoch(model, SoftmaxCrossEntropy(), optimizer, batches,
+                    lambda loss, correct, size: losses.append(loss))  # fmt: skip
     return losses
 
 

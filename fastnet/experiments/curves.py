@@ -1,7 +1,7 @@
 """The book's MNIST experiments with the MLP: ``init`` (6.2.4), ``batchnorm`` (6.3.2),
 ``overfit`` (6.4.1-6.4.3) and ``hparams`` (6.5.3).
 
-Each ``run_*`` takes the data as arrays (float32 images in [0, 1], int64 labels), so tests
+Each ``run_*`` takes the data as arrays (uint8 images, int64 labels), so tests
 can pass small synthetic sets; the defaults are the book's settings.
 """
 
@@ -12,17 +12,19 @@ from pathlib import Path
 import numpy as np
 
 from fastnet import optim
+from fastnet.data import random_batches
 from fastnet.experiments._common import (
+    BookWeightDecay,
     Log,
-    accuracy,
-    mlp,
+    losses_of,
     pyplot,
     save_figure,
     save_json,
-    sgd_book_decay,
     smooth,
-    train,
 )
+from fastnet.layers import SoftmaxCrossEntropy
+from fastnet.loop import evaluate, train_one_epoch
+from fastnet.models import mlp
 
 INITS = {"std=0.01": 0.01, "Xavier": "xavier", "He": "he"}
 
@@ -45,9 +47,9 @@ def run_init(
     runs = {}
     for name, weight_init in INITS.items():
         model = mlp(np.random.default_rng([seed, 0]), weight_init=weight_init)
-        losses = train(
+        losses = losses_of(
             model,
-            [optim.SGD(model.parameters(), lr=lr)],
+            optim.SGD(model.parameters(), lr=lr),
             x,
             t,
             iterations=iterations,
@@ -77,27 +79,18 @@ def run_init(
     return result
 
 
-def _epochs(model, opts, x, t, x_eval, t_eval, epochs, batch_size, rng) -> dict:
-    """Train ``epochs`` epochs (book style: ``len(x) / batch_size`` random batches each);
-    accuracy on (x, t) and (x_eval, t_eval) before training and after each epoch."""
+def _epochs(model, optimizer, x, t, x_eval, t_eval, epochs, batch_size, rng) -> dict:
+    """Train ``epochs`` epochs of the book's loop, each ``len(x) / batch_size`` random
+    batches (the book's sampling); accuracy on (x, t) and (x_eval, t_eval) before training
+    and after each epoch."""
     curves: dict[str, list[float]] = {"train": [], "eval": []}
-
-    def record() -> None:
-        curves["train"].append(accuracy(model, x, t))
-        curves["eval"].append(accuracy(model, x_eval, t_eval))
-
     per_epoch = max(1, len(x) // batch_size)
-    train(
-        model,
-        opts,
-        x,
-        t,
-        iterations=epochs * per_epoch,
-        batch_size=batch_size,
-        rng=rng,
-        every=per_epoch,
-        on_epoch=record,
-    )
+    for epoch in range(epochs + 1):
+        if epoch:
+            batches = random_batches(x, t, batch_size, per_epoch, rng)
+            train_one_epoch(model, SoftmaxCrossEntropy(), optimizer, batches)
+        curves["train"].append(evaluate(model, x, t, batch_size=1000)[0])
+        curves["eval"].append(evaluate(model, x_eval, t_eval, batch_size=1000)[0])
     return curves
 
 
@@ -125,11 +118,14 @@ def run_batchnorm(
         row = {"std": float(std)}
         for bn in (True, False):
             model = mlp(
-                np.random.default_rng([seed, k]), (100,) * 5, weight_init=float(std), batchnorm=bn
+                np.random.default_rng([seed, k]),
+                hidden=(100,) * 5,
+                weight_init=float(std),
+                batchnorm=bn,
             )
             curves = _epochs(
                 model,
-                [optim.SGD(model.parameters(), lr=lr)],
+                optim.SGD(model.parameters(), lr=lr),
                 x,
                 t,
                 x,
@@ -193,10 +189,10 @@ def run_overfit(
     }
     runs = {}
     for name, (wd, p) in variants.items():
-        model = mlp(np.random.default_rng([seed, 0]), (100,) * 6, dropout=p)
+        model = mlp(np.random.default_rng([seed, 0]), hidden=(100,) * 6, dropout=p)
         curves = _epochs(
             model,
-            sgd_book_decay(model, lr, wd),
+            BookWeightDecay(model, lr, wd),
             x,
             t,
             x_test,
@@ -251,10 +247,10 @@ def run_hparams(
     results = []
     for k in range(trials):
         lr, wd = 10 ** draw.uniform(-6, -2), 10 ** draw.uniform(-8, -4)
-        model = mlp(np.random.default_rng([seed, 2, k]), (100,) * 6)
+        model = mlp(np.random.default_rng([seed, 2, k]), hidden=(100,) * 6)
         curves = _epochs(
             model,
-            sgd_book_decay(model, lr, wd),
+            BookWeightDecay(model, lr, wd),
             x[tr],
             t[tr],
             x[val],

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from fastnet import optim
-from fastnet.experiments._common import Log, mlp, pyplot, save_figure, save_json, smooth, train
+from fastnet.experiments._common import Log, losses_of, pyplot, save_figure, save_json, smooth
+from fastnet.models import mlp
 from fastnet.module import Parameter
 
 # name -> (optimizer, learning rate on the 2-D function, learning rate on MNIST): the
@@ -81,9 +82,9 @@ def run(
         curves = {}
         for k, (name, (make, _, lr)) in enumerate(OPTIMIZERS.items()):
             model = mlp(np.random.default_rng([seed, 0]))
-            losses = train(
+            losses = losses_of(
                 model,
-                [make(model.parameters(), lr)],
+                make(model.parameters(), lr),
                 x,
                 t,
                 iterations=iterations,

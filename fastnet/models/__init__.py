@@ -6,18 +6,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from fastnet.layers import (
     Affine,
+    BatchNorm1d,
     BatchNorm2d,
     Conv2d,
     Dropout,
     Flatten,
     MaxPool2d,
     ReLU,
+    Sigmoid,
 )
 from fastnet.module import Module, Sequential
 
@@ -74,13 +76,29 @@ def simple(rng: np.random.Generator, dtype: type = np.float32) -> Sequential:
     )
 
 
-def mlp(rng: np.random.Generator, dtype: type = np.float32) -> Sequential:
-    """The book's MultiLayerNet (chapter 6): 784-100-100-100-100-10, ReLU, He init."""
-    sizes = [28 * 28, 100, 100, 100, 100]
+def mlp(
+    rng: np.random.Generator,
+    dtype: type = np.float32,
+    hidden: Sequence[int] = (100, 100, 100, 100),
+    *,
+    weight_init: str | float = "he",
+    activation: str = "relu",
+    batchnorm: bool = False,
+    dropout: float = 0.0,
+) -> Sequential:
+    """The book's MultiLayerNet(Extend) (chapter 6): 784 -> ``hidden`` -> 10, ReLU, He init.
+
+    Each hidden layer is ``Affine [-> BatchNorm1d] -> ReLU|Sigmoid [-> Dropout]``; the
+    keywords are the chapter-6 experiments' variations.
+    """
+    sizes = [28 * 28, *hidden]
     layers: list[Module] = [Flatten()]
     for d, m in zip(sizes[:-1], sizes[1:], strict=True):
-        layers += [Affine(d, m, rng=rng, dtype=dtype), ReLU()]
-    layers.append(Affine(sizes[-1], 10, rng=rng, dtype=dtype))
+        layers.append(Affine(d, m, weight_init=weight_init, rng=rng, dtype=dtype))
+        layers += [BatchNorm1d(m, dtype=dtype)] if batchnorm else []
+        layers.append(ReLU() if activation == "relu" else Sigmoid())
+        layers += [Dropout(dropout, rng=rng)] if dropout else []
+    layers.append(Affine(sizes[-1], 10, weight_init=weight_init, rng=rng, dtype=dtype))
     return Sequential(*layers)
 
 

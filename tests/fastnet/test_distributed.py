@@ -29,7 +29,8 @@ import pytest
 from conftest import assert_identical_checkpoints, idx_bytes
 
 import fastnet
-from fastnet import checkpoint, distributed, models, optim, train
+from fastnet import checkpoint, distributed, models, optim, run
+from fastnet.config import TrainConfig
 from fastnet.data import FILES, iterate_batches, load_dataset
 from fastnet.layers import SoftmaxCrossEntropy
 
@@ -46,13 +47,14 @@ ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # 
 HOOK = r"""
 import json, os, signal, sys, time
 import numpy as np
-from fastnet import distributed, optim, train
+from fastnet import distributed, optim, run
 from fastnet.cli import main
+from fastnet.run import trainer
 
 mode, k, victim, record = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rank = distributed.world().rank
 steps, history = [], []
-step, fit, augment = optim.Optimizer.step, train.fit, train.augment_batch
+step, fit, augment = optim.Optimizer.step, run.fit, trainer.augment_batch
 
 def recording_step(self):
     step(self)
@@ -77,8 +79,8 @@ def recording_fit(*args, **kwargs):
     return history
 
 optim.Optimizer.step = recording_step
-train.fit = recording_fit
-train.augment_batch = waiting_augment
+run.fit = recording_fit
+trainer.augment_batch = waiting_augment
 code = main(sys.argv[5:])
 arrays = {f"{i}/{j}": a for i, params in enumerate(steps) for j, a in enumerate(params)}
 np.savez(f"{record}/rank{rank}.npz", history=np.array(json.dumps(history)), **arrays)
@@ -158,7 +160,7 @@ def args(data_dir: Path, out: Path, *extra: str) -> list[str]:
 # ---------------------------------------------------------------- references
 
 
-def one_process_reference(config: train.TrainConfig, out: Path, monkeypatch) -> list[list]:
+def one_process_reference(config: TrainConfig, out: Path, monkeypatch) -> list[list]:
     """Weights after each step of ``fit`` in this process: 1 process x global batch."""
     steps, step = [], optim.Optimizer.step
 
@@ -167,12 +169,12 @@ def one_process_reference(config: train.TrainConfig, out: Path, monkeypatch) -> 
         steps.append([p.data.copy() for p in self.params])
 
     monkeypatch.setattr(optim.Optimizer, "step", recording_step)
-    train.fit(config, out, log=lambda line: None, progress=False)
+    run.fit(config, out, log=lambda line: None, progress=False)
     monkeypatch.undo()
     return steps
 
 
-def data_parallel_reference(config: train.TrainConfig, n_ranks: int) -> list[list[np.ndarray]]:
+def data_parallel_reference(config: TrainConfig, n_ranks: int) -> list[list[np.ndarray]]:
     """Weights after each step of ``n_ranks`` replicas, in one process: each takes its
     contiguous shard of every global batch, with its own BatchNorm batch statistics and
     its own dropout stream; the gradients weighted by shard size and summed, one optimizer
@@ -186,8 +188,8 @@ def data_parallel_reference(config: train.TrainConfig, n_ranks: int) -> list[lis
         stream = [config.seed, distributed.DROPOUT_STREAM, rank]
         rng.bit_generator.state = np.random.default_rng(stream).bit_generator.state
     params = replicas[0].parameters()
-    opt = train.make_optimizer(config, params)
-    opt.lr = train.lr_at(config, 0)
+    opt = run.make_optimizer(config, params)
+    opt.lr = run.lr_at(config, 0)
     order = np.random.default_rng([config.seed, 2])
     steps = []
     for xb, tb in iterate_batches(x, t, config.batch_size, shuffle=True, rng=order, dtype=dtype):
@@ -250,7 +252,7 @@ def test_n_ranks_give_the_weights_of_one_process_at_every_step(
     done = run(hooked(n, args(data_dir, out, *extra), tmp_path / "record"))
     assert done.returncode == 0, done.stderr
     ranks = [recorded(tmp_path / "record", r) for r in range(n)]
-    config = train.TrainConfig(model=model, dtype=dtype, optimizer=optimizer, epochs=1, seed=4,
+    config = TrainConfig(model=model, dtype=dtype, optimizer=optimizer, epochs=1, seed=4,
                                batch_size=BATCH, data_dir=str(data_dir),
                                augment=augment)  # fmt: skip
     if model == "mlp":  # a plain batch mean: exactly 1 process x the global batch

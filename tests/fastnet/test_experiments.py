@@ -9,7 +9,6 @@ from synthetic import digits
 
 from fastnet.cli import main
 from fastnet.experiments import activations, curves, gradcheck, optimizers
-from fastnet.experiments._common import to_float
 
 QUIET = {"log": lambda line: None}
 
@@ -29,7 +28,7 @@ def blas_threads():
 def data():
     rng = np.random.default_rng(7)
     (x, t), (xt, tt) = digits(600, rng), digits(300, rng)
-    return to_float(x), t, to_float(xt), tt
+    return x, t, xt, tt
 
 
 def test_gradcheck_errors_are_below_1e_6_in_float64(tmp_path):

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 import threadpoolctl
 
-from fastnet import checkpoint, optim, train
+from fastnet import checkpoint, optim
+from fastnet.run import trainer
 from fastnet.cli import main
 from fastnet.layers import SoftmaxCrossEntropy
 
@@ -44,17 +45,18 @@ RUN = ["--model", "mlp", "--limit", "240", "--batch-size", "40", "--val-split", 
 CHILD = r"""
 import io, os, signal, sys, time
 from pathlib import Path
-from fastnet import checkpoint, train
+from fastnet import checkpoint
 from fastnet.cli import main
+from fastnet.run import trainer
 
 mode, k = sys.argv[1], int(sys.argv[2])
 count = {"steps": 0, "writes": 0}
-shift, atomic_write, replace = train.augment_batch, checkpoint.atomic_write, os.replace
+shift, atomic_write, replace = trainer.augment_batch, checkpoint.atomic_write, os.replace
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
-def step(x, max_shift, rng):
+def step(x, max_shift, rng, **rows):
     count["steps"] += 1
     print("STEP", count["steps"], flush=True)
     if mode == "sigint" and count["steps"] == k:
@@ -64,7 +66,7 @@ def step(x, max_shift, rng):
             time.sleep(0.01)
     if mode == "slow":
         time.sleep(0.1)
-    return shift(x, max_shift, rng)
+    return shift(x, max_shift, rng, **rows)
 
 def write_half_then_die(write):
     def half(f):
@@ -91,7 +93,7 @@ def hooked_replace(src, dst):
     if armed and mode == "kill-after-rename":
         die()
 
-train.augment_batch = step
+trainer.augment_batch = step
 checkpoint.atomic_write = hooked_atomic_write
 os.replace = hooked_replace
 sys.exit(main(sys.argv[3:]))
@@ -287,7 +289,7 @@ def test_non_finite_values_never_overwrite_a_good_checkpoint(
     if inject == "loss":
         monkeypatch.setattr(NanLossAt, "call", at)
         monkeypatch.setattr(NanLossAt, "calls", 0)
-        monkeypatch.setattr(train, "SoftmaxCrossEntropy", NanLossAt)
+        monkeypatch.setattr(trainer, "SoftmaxCrossEntropy", NanLossAt)
     else:
         nan_weights_at(monkeypatch, at)
     assert main(train_args(out)) == 1

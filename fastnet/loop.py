@@ -1,0 +1,63 @@
+"""The book's training loop (chapters 4-5): forward, loss, backward, update; and evaluation.
+
+Plain functions over a model, a loss, an optimizer and batches, as in pytorch/examples'
+mnist. Everything a real run adds (run folder, checkpoints, resume, progress, Ctrl-C, MPI)
+is composed around them in :mod:`fastnet.run`; nothing of it is in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from fastnet import backend, inference
+from fastnet.data import iterate_batches
+from fastnet.module import Module
+from fastnet.optim import Optimizer
+
+Batch = tuple[np.ndarray, np.ndarray]  # (images (B, ...), integer labels (B,))
+OnStep = Callable[[float, int, int], None]  # (mean loss, correct predictions, batch size)
+
+
+def train_one_epoch(
+    model: Module, loss_fn: Module, optimizer: Optimizer, batches: Iterable[Batch],
+    on_step: OnStep | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """Train ``model`` on each batch once; return the epoch's mean loss and accuracy.
+
+    ``on_step(loss, correct, size)``, when given, is called after every update (for a
+    progress bar, a checkpoint, a stop request: it may raise to end the epoch).
+    """
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for x, t in batches:
+        logits = model(x)  # forward
+        loss = loss_fn(logits, t)  # loss
+        model.backward(loss_fn.backward())  # backward: sets every parameter's .grad
+        optimizer.step()  # update
+        hits = int(np.sum(np.argmax(backend.to_host(logits), axis=1) == t))
+        loss_sum, correct, seen = loss_sum + float(loss) * len(t), correct + hits, seen + len(t)
+        if on_step is not None:
+            on_step(float(loss), hits, len(t))
+    return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
+
+
+def evaluate(
+    model: Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 100
+) -> tuple[float, np.ndarray]:
+    """Accuracy of ``model`` in eval mode on uint8 ``images`` (scaled to [0, 1] batch by
+    batch); on the CPU through the compiled inference plan (:mod:`fastnet.inference`).
+
+    Returns
+    -------
+    (accuracy in [0, 1], predicted labels, int64 (N,))
+    """
+    model.eval()
+    device = backend.module_device(model)
+    forward = inference.compile(model) if device == "cpu" else model
+    dtype = model.parameters()[0].data.dtype if model.parameters() else np.float32
+    batches = iterate_batches(images, labels, batch_size, shuffle=False, dtype=dtype)
+    pred = [np.argmax(backend.to_host(forward(backend.to(x, device))), 1) for x, _ in batches]
+    pred = np.concatenate(pred).astype(np.int64)
+    return float(np.mean(pred == labels)), pred
