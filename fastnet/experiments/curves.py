@@ -272,21 +272,7 @@ def run_hparams(
             f"hparams: best {rank + 1}: val accuracy {r['val'][-1]:.3f}  lr {r['lr']:.2e}  "
             f"weight decay {r['weight_decay']:.2e}"
         )
-    plt = pyplot()
-    cols = 5
-    rows = max(1, -(-min(show, trials) // cols))
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(12, 2.4 * rows), layout="constrained", squeeze=False
-    )
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for rank, (ax, r) in enumerate(zip(axes.flat, results[:show], strict=False)):
-        ax.set_axis_on()
-        ax.plot(r["val"], label="val")
-        ax.plot(r["train"], "--", label="train")
-        ax.set(title=f"best {rank + 1}: lr {r['lr']:.1e}, wd {r['weight_decay']:.1e}", ylim=(0, 1))
-        ax.title.set_fontsize(7)
-    save_figure(fig, out / "hparams.png")
+    _plot_hparams(results[:show], out / "hparams.png")
     result = {
         "seed": seed,
         "train_size": len(order),
@@ -296,3 +282,22 @@ def run_hparams(
     }
     save_json(result, out / "hparams.json")
     return result
+
+
+def _plot_hparams(best: list[dict], path: Path) -> None:
+    """The validation and training curves of the ``best`` trials, a panel each."""
+    plt = pyplot()
+    cols = 5
+    rows = max(1, -(-len(best) // cols))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(12, 2.4 * rows), layout="constrained", squeeze=False
+    )
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for rank, (ax, r) in enumerate(zip(axes.flat, best, strict=False)):
+        ax.set_axis_on()
+        ax.plot(r["val"], label="val")
+        ax.plot(r["train"], "--", label="train")
+        ax.set(title=f"best {rank + 1}: lr {r['lr']:.1e}, wd {r['weight_decay']:.1e}", ylim=(0, 1))
+        ax.title.set_fontsize(7)
+    save_figure(fig, path)
