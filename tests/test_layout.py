@@ -1,5 +1,5 @@
-"""The layout DESIGN.md promises: short modules and functions (docstrings not counted), the book's loop short and
-free of a run's machinery, and ``kernels`` this repository's package."""
+"""The layout DESIGN.md promises: short modules and functions (docstrings not counted),
+the book's loop short and free of a run's machinery, and ``kernels`` this repository's."""
 
 from __future__ import annotations
 
@@ -28,9 +28,7 @@ def test_modules_and_functions_are_short(path):
         for node in ast.walk(ast.parse(text))
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
     ]
-    long = [
-        f"{f.name} ({_length(f)} lines)" for f in functions if _length(f) > MAX_FUNCTION_LINES
-    ]
+    long = [f"{f.name} ({_length(f)} lines)" for f in functions if _length(f) > MAX_FUNCTION_LINES]
     assert not long, f"{_name(path)}: functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import sys
 import tempfile
@@ -31,12 +32,17 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:  # a peer that is not installed: one line, not a traceback
+        print(f"not installed: pip install {' '.join(missing)}", file=sys.stderr)
+        return 2
 
     import onnxruntime as ort
 
     from fastnet import checkpoint, inference, models, onnx
+    from fastnet.config import TrainConfig
     from fastnet.data import load_dataset
-    from fastnet.train import TrainConfig, fit
+    from fastnet.run import fit
 
     _, (x_test, t_test) = load_dataset("mnist", args.data_dir)
     images = x_test.astype(np.float32) / 255

@@ -13,16 +13,23 @@ differ. It prints the test accuracy after each epoch, to compare with a fastnet 
 """
 
 import argparse
+import sys
 import time
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+
+try:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+except ModuleNotFoundError:  # the peer is optional: one line, not a traceback
+    print("PyTorch is not installed: pip install torch==2.13.0", file=sys.stderr)
+    raise SystemExit(2) from None
 
 from fastnet import models
+from fastnet.config import TrainConfig
 from fastnet.data import iterate_batches, load_dataset
-from fastnet.train import TrainConfig, lr_at
+from fastnet.run import lr_at
 
 
 def twin(net) -> nn.Sequential:

@@ -5,6 +5,7 @@ import pytest
 import scipy.ndimage
 
 from fastnet.cli import main
+from fastnet.config import TrainConfig
 from fastnet.data import random_shift
 from fastnet.data.augment import (
     AugmentSpec,
@@ -15,7 +16,6 @@ from fastnet.data.augment import (
     gaussian_matrix,
     parse_augment,
 )
-from fastnet.train import TrainConfig
 from kernels.augment import warp_forward
 from kernels.augment.reference import shift_ref
 

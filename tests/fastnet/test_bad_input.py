@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastnet import Parameter, checkpoint, init, optim, train
+from fastnet import Parameter, checkpoint, init, optim, run
 from fastnet.cli import main
+from fastnet.config import TrainConfig
 from fastnet.data import FILES, random_shift
 from fastnet.errors import ConfigError, DataError
 from fastnet.layers import (
@@ -176,7 +177,7 @@ def test_internal_error_exits_1_with_a_short_message_or_the_traceback(debug, mon
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in fastnet")
 
-    monkeypatch.setattr(train, "fit", broken)
+    monkeypatch.setattr(run, "fit", broken)
     argv = ["--debug"] * debug + ["train", "--dry-run", "--out", "unused"]
     code, err = run_cli(argv, capsys)
     assert code == 1
@@ -238,13 +239,13 @@ API_CASES = [
     (lambda: optim.SGD(P, momentum="0.9"), "momentum must be a number >= 0.0, got '0.9'"),
     (lambda: random_shift(X, -1, np.random.default_rng()), "max_shift must be an integer >= 0"),
     (lambda: random_shift(X[0], 2, np.random.default_rng()), r"x must be an array \(N, C, H, W\)"),
-    (lambda: train.TrainConfig(lr="0.1").validate(), "lr must be a finite number > 0, got '0.1'"),
-    (lambda: train.TrainConfig(lr=np.nan).validate(), "lr must be a finite number > 0, got nan"),
-    (lambda: train.TrainConfig(model=["mlp"]).validate(), "model must be one of vgg"),
-    (lambda: train.TrainConfig(momentum=None).validate(), r"momentum must be in \[0, 1\)"),
-    (lambda: train.TrainConfig(val_split=np.nan).validate(), "val_split must be a fraction"),
-    (lambda: train.TrainConfig(batch_size=True).validate(), "batch_size must be an integer"),
-    (lambda: train.TrainConfig(data_dir=3).validate(), "data_dir must be a path or None"),
+    (lambda: TrainConfig(lr="0.1").validate(), "lr must be a finite number > 0, got '0.1'"),
+    (lambda: TrainConfig(lr=np.nan).validate(), "lr must be a finite number > 0, got nan"),
+    (lambda: TrainConfig(model=["mlp"]).validate(), "model must be one of vgg"),
+    (lambda: TrainConfig(momentum=None).validate(), r"momentum must be in \[0, 1\)"),
+    (lambda: TrainConfig(val_split=np.nan).validate(), "val_split must be a fraction"),
+    (lambda: TrainConfig(batch_size=True).validate(), "batch_size must be an integer"),
+    (lambda: TrainConfig(data_dir=3).validate(), "data_dir must be a path or None"),
 ]  # fmt: skip
 
 
@@ -256,6 +257,6 @@ def test_api_rejects_bad_input_naming_the_expected_value(make, match):
 
 def test_config_errors_are_fastnet_errors_and_value_errors():
     with pytest.raises(ConfigError) as err:
-        train.TrainConfig(epochs=0).validate()
+        TrainConfig(epochs=0).validate()
     assert isinstance(err.value, ValueError)
     assert issubclass(DataError, ValueError)

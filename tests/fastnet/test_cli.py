@@ -1,6 +1,7 @@
 """The fastnet command line: train, resume, evaluate, predict, plot, models, bad input."""
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastnet import checkpoint
+from fastnet import checkpoint, config
 from fastnet.cli import COMPILE_NOTICE, build_parser, main
 from fastnet.data import load_dataset, sources
 
@@ -31,8 +32,8 @@ def test_train_writes_the_run_folder(simple_run):
     assert sorted(p.name for p in simple_run.iterdir()) == [
         "best.npz", "checkpoint.npz", "config.json", "metrics.jsonl",
     ]  # fmt: skip
-    config = json.loads((simple_run / "config.json").read_text())
-    assert config["model"] == "simple" and config["limit"] == 240
+    saved = json.loads((simple_run / "config.json").read_text())
+    assert saved["model"] == "simple" and saved["limit"] == 240
     lines = (simple_run / "metrics.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["epoch"] for r in records] == [1, 2]
@@ -274,3 +275,27 @@ def test_help_describes_every_option_and_shows_its_real_default_once(name):
     if name == "train":
         assert "(default: 20;" in blocks["--epochs"]  # TrainConfig's, not the parser's None
         assert "(default: the book's 0.5)" in blocks["--dropout"]
+
+
+def test_parser_takes_its_defaults_and_choices_from_the_config():
+    parsers = subcommands()
+    train = {action.dest: action for action in parsers["train"]._actions}
+    fields = [field.name for field in dataclasses.fields(config.TrainConfig)]
+    assert set(fields) <= train.keys()  # every field of a run has its flag
+    for name in fields:
+        expected = None if name == "epochs" else config.default(name)  # None: see its help
+        assert train[name].default == expected, name
+    choices = {
+        "model": config.MODELS,
+        "dataset": config.DATASETS,
+        "optimizer": config.OPTIMIZERS,
+        "lr_schedule": config.LR_SCHEDULES,
+        "dtype": config.DTYPES,
+    }
+    for name, names in choices.items():
+        assert tuple(train[name].choices) == names, name
+    for command in ("train", "evaluate", "predict"):
+        (device,) = [a for a in parsers[command]._actions if a.dest == "device"]
+        assert tuple(device.choices) == config.DEVICES and device.default in config.DEVICES
+    (dataset,) = [a for a in parsers["download"]._actions if a.dest == "dataset"]
+    assert tuple(dataset.choices) == config.DATASETS

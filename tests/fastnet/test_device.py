@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from fastnet import backend
-from fastnet.cli import _resolve_device, _say_device, main
+from fastnet.cli import main
+from fastnet.cli.common import resolve_device, say_device
 from fastnet.errors import FastnetError
 from fastnet.layers import (
     Affine,
@@ -23,9 +24,9 @@ from fastnet.layers import (
     ReLU,
     SoftmaxCrossEntropy,
 )
+from fastnet.loop import evaluate
 from fastnet.module import Sequential
 from fastnet.optim import Adam
-from fastnet.train import evaluate
 from kernels.activation import relu_backward
 from kernels.affine import affine_forward
 
@@ -161,11 +162,11 @@ def test_cli_device_cuda_without_gpu_exits_2_with_one_line(monkeypatch, capsys, 
 
 def test_cli_auto_says_when_it_falls_back_to_the_cpu(monkeypatch, capsys):
     monkeypatch.setattr(backend, "cuda_available", lambda: ("", "no driver"))
-    assert _resolve_device("auto") == "cpu"
-    _say_device("auto", "cpu")
+    assert resolve_device("auto") == "cpu"
+    say_device("auto", "cpu")
     assert capsys.readouterr().out == "device: cpu (--device auto found no CUDA GPU)\n"
-    _say_device("cpu", "cpu")
-    _say_device("auto", "cuda")
+    say_device("cpu", "cpu")
+    say_device("auto", "cuda")
     assert capsys.readouterr().out == ""
 
 

@@ -29,7 +29,8 @@ import pytest
 from conftest import assert_identical_checkpoints, idx_bytes
 
 import fastnet
-from fastnet import checkpoint, distributed, models, optim, run
+from fastnet import checkpoint, distributed, models, optim
+from fastnet import run as fastnet_run
 from fastnet.config import TrainConfig
 from fastnet.data import FILES, iterate_batches, load_dataset
 from fastnet.layers import SoftmaxCrossEntropy
@@ -169,7 +170,7 @@ def one_process_reference(config: TrainConfig, out: Path, monkeypatch) -> list[l
         steps.append([p.data.copy() for p in self.params])
 
     monkeypatch.setattr(optim.Optimizer, "step", recording_step)
-    run.fit(config, out, log=lambda line: None, progress=False)
+    fastnet_run.fit(config, out, log=lambda line: None, progress=False)
     monkeypatch.undo()
     return steps
 
@@ -188,8 +189,8 @@ def data_parallel_reference(config: TrainConfig, n_ranks: int) -> list[list[np.n
         stream = [config.seed, distributed.DROPOUT_STREAM, rank]
         rng.bit_generator.state = np.random.default_rng(stream).bit_generator.state
     params = replicas[0].parameters()
-    opt = run.make_optimizer(config, params)
-    opt.lr = run.lr_at(config, 0)
+    opt = fastnet_run.make_optimizer(config, params)
+    opt.lr = fastnet_run.lr_at(config, 0)
     order = np.random.default_rng([config.seed, 2])
     steps = []
     for xb, tb in iterate_batches(x, t, config.batch_size, shuffle=True, rng=order, dtype=dtype):

@@ -8,9 +8,10 @@ from synthetic import write_dataset
 
 from fastnet import Affine, Flatten, Sequential, checkpoint, models
 from fastnet.cli import main
+from fastnet.config import TrainConfig
 from fastnet.data import load_dataset
 from fastnet.ensemble import EnsembleError, ensemble_evaluate
-from fastnet.train import TrainConfig, fit
+from fastnet.run import fit
 
 
 @pytest.fixture(scope="module")

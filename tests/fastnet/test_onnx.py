@@ -321,7 +321,7 @@ def test_a_file_that_is_not_onnx_is_a_clear_error(data, tmp_path):
 @pytest.fixture
 def simple_checkpoint(tmp_path, rng):
     from fastnet import checkpoint
-    from fastnet.train import TrainConfig
+    from fastnet.config import TrainConfig
 
     model = models.build("simple", rng)
     meta = {"config": vars(TrainConfig(model="simple")), "epoch": 1}

@@ -15,7 +15,8 @@ import threadpoolctl
 from conftest import TOLERANCES
 from conftest import assert_identical_checkpoints as assert_identical
 
-from fastnet import models, optim, train
+from fastnet import models, optim
+from fastnet.config import TrainConfig
 from fastnet.layers import Conv2d, SoftmaxCrossEntropy
 from kernels.affine import affine_backward, affine_forward
 
@@ -36,9 +37,9 @@ def test_two_processes_give_bit_identical_weights(tmp_path):
 
 @pytest.mark.parametrize("model", ["mlp", "vgg-bn"])  # vgg-bn has every layer type
 def test_fit_twice_in_one_process_gives_bit_identical_weights(model, tmp_path):
-    config = train.TrainConfig(model=model, epochs=1, batch_size=20, limit=80, val_split=0.25)
+    config = TrainConfig(model=model, epochs=1, batch_size=20, limit=80, val_split=0.25)
     for run in ("a", "b"):
-        train.fit(config, tmp_path / run, log=lambda line: None, progress=False)
+        run.fit(config, tmp_path / run, log=lambda line: None, progress=False)
     assert_identical(tmp_path / "a" / "checkpoint.npz", tmp_path / "b" / "checkpoint.npz")
 
 
