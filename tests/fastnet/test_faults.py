@@ -25,9 +25,9 @@ import pytest
 import threadpoolctl
 
 from fastnet import checkpoint, optim
-from fastnet.run import trainer
 from fastnet.cli import main
 from fastnet.layers import SoftmaxCrossEntropy
+from fastnet.run import trainer
 
 EVERY = 2  # --checkpoint-every
 STEPS = 5  # steps per epoch: 180 training images in batches of 40
