@@ -1,10 +1,13 @@
-"""Where arrays live: the host (NumPy) or an NVIDIA GPU (numba-cuda device arrays).
+"""Where arrays live and which kernels compute: ``"cpu"``, ``"cuda"`` or ``"reference"``.
 
-``resolve_device`` turns the user's ``--device`` choice into ``"cpu"`` or ``"cuda"`` once,
-at start-up; there is no global switch. The kernel wrappers dispatch on where their
+``resolve_device`` turns the user's ``--device`` choice into one of these once, at
+start-up; there is no global switch. The kernel wrappers dispatch on where their
 arguments are, so a model runs on the GPU simply by holding device arrays
-(``Module.to("cuda")``). ``numba.cuda`` is imported only when a device is asked for:
-numba-cuda is an optional dependency (``fastnet[cuda]``).
+(``Module.to("cuda")``). ``"reference"`` keeps the arrays on the host and makes every
+layer compute with the NumPy references of its kernels (``Module.to("reference")``); the
+choice lives on the modules (:func:`module_device` reads it back). ``numba.cuda`` is
+imported only when a device is asked for: numba-cuda is an optional dependency
+(``fastnet[cuda]``).
 """
 
 from __future__ import annotations
@@ -14,14 +17,21 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastnet.config import DEVICES
 from fastnet.errors import FastnetError
 from kernels._checks import is_device
 
-DEVICES = ("auto", "cpu", "cuda")
+if TYPE_CHECKING:
+    from fastnet.module import Module
+
+# The kernel set each device computes with (``Module.to`` sets it on every module): the
+# fast wrappers of ``kernels.<family>`` dispatch on where the arrays live (host or GPU);
+# the references (``kernels/<family>/reference.py``) are NumPy, on the host.
+KERNEL_SETS = {"cpu": "fast", "cuda": "fast", "reference": "reference"}
 
 
 class DeviceError(FastnetError, RuntimeError):
@@ -68,13 +78,14 @@ def _cuda_driver_found() -> bool:
 
 
 def resolve_device(name: str) -> str:
-    """Resolve a ``--device`` choice to ``"cpu"`` or ``"cuda"``.
+    """Resolve a ``--device`` choice to ``"cpu"``, ``"cuda"`` or ``"reference"``.
 
     Parameters
     ----------
-    name : {"auto", "cpu", "cuda"}
+    name : {"auto", "cpu", "cuda", "reference"}
         ``"auto"`` is ``"cuda"`` with a real GPU, else ``"cpu"`` (the caller tells the
-        user); ``"cuda"`` also accepts Numba's CUDA simulator (for tests).
+        user); ``"cuda"`` also accepts Numba's CUDA simulator (for tests);
+        ``"reference"`` (the NumPy references, on the host) is always available.
 
     Raises
     ------
@@ -83,8 +94,8 @@ def resolve_device(name: str) -> str:
     """
     if name not in DEVICES:
         raise DeviceError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
-    if name == "cpu":
-        return "cpu"
+    if name in ("cpu", "reference"):
+        return name
     kind, why = cuda_available()
     if kind == "gpu" or (kind and name == "cuda"):
         return "cuda"
@@ -111,13 +122,24 @@ def to_host(a: Any) -> np.ndarray:
 
 
 def to(a: Any, device: str) -> Any:
-    """``a`` on ``device`` (``"cpu"`` or ``"cuda"``), copied only if it is elsewhere."""
+    """``a`` on ``device``, copied only if it is elsewhere: the GPU for ``"cuda"``, the host
+    (a NumPy array) for ``"cpu"`` and ``"reference"``."""
     return to_device(a) if device == "cuda" else to_host(a)
 
 
 def device_of(a: Any) -> str:
     """``"cuda"`` for a device array, else ``"cpu"``."""
     return "cuda" if is_device(a) else "cpu"
+
+
+def module_device(model: Module) -> str:
+    """Where ``model`` computes: ``"reference"`` if any of its modules uses the NumPy
+    references (``Module.to("reference")``), else ``"cuda"`` if its parameters are device
+    arrays, else ``"cpu"`` (also for a model without parameters)."""
+    if any(m.kernel_set == "reference" for _, m in model.named_modules()):
+        return "reference"
+    params = model.parameters()
+    return device_of(params[0].data) if params else "cpu"
 
 
 def to_same_device(a: np.ndarray, like: Any) -> Any:

@@ -4,12 +4,17 @@ A module has an explicit ``forward(x) -> y`` and ``backward(dy) -> dx``. ``forwa
 caches what ``backward`` needs; ``backward`` assigns ``p.grad`` for the module's own
 parameters (no accumulation), returns ``dx`` and never mutates ``dy``. Parameters,
 buffers and sub-modules register on attribute assignment, in insertion order.
+
+Each layer computes with one of two kernel sets, chosen per module by ``Module.to``: the
+fast wrappers of ``kernels/<family>`` (Numba on the CPU, numba-cuda on the GPU) or their
+NumPy references (``to("reference")``). A layer class lists both in its ``KERNELS`` table;
+``to`` resolves the table into the layer's ``ops`` once, so the layer code is one path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -39,13 +44,35 @@ class Parameter:
 
 
 class Module:
-    """Base class of layers and networks."""
+    """Base class of layers and networks.
+
+    Attributes
+    ----------
+    training : bool
+        Training or evaluation mode, set recursively by ``train()`` / ``eval()``.
+    kernel_set : {"fast", "reference"}
+        The kernels this module computes with, set recursively by ``to(device)``.
+    ops
+        ``KERNELS[kernel_set]``: the functions the layer calls (None for a module that
+        computes nothing itself).
+    KERNELS : dict of str to ops, class attribute
+        The layer family's table: ``"fast"`` and ``"reference"`` entries of the same
+        shape, e.g. ``Kernels(forward, backward)``. Empty for containers.
+    """
+
+    KERNELS: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "training", True)
+        self._use_kernels("fast")
+
+    def _use_kernels(self, kernel_set: str) -> None:
+        """Compute with ``kernel_set`` ("fast" or "reference"); this module only."""
+        object.__setattr__(self, "kernel_set", kernel_set)
+        object.__setattr__(self, "ops", self.KERNELS.get(kernel_set))
 
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
@@ -174,10 +201,13 @@ class Module:
 
         Parameters
         ----------
-        device_or_dtype : "cpu", "cuda", float32 or float64
+        device_or_dtype : "cpu", "cuda", "reference", float32 or float64
             ``"cuda"``: every parameter and buffer becomes a numba-cuda device array;
-            ``"cpu"``: they come back as NumPy arrays. A dtype converts them (on the
-            device they live on).
+            ``"cpu"``: they come back as NumPy arrays; ``"reference"``: NumPy arrays,
+            and every module computes with the NumPy references of its kernels
+            (``kernels/<family>/reference.py``: slow, steppable in a debugger) until
+            moved to ``"cpu"`` or ``"cuda"``. A dtype converts them (on the device they
+            live on, with the same kernels).
 
         Gradients are cleared. Returns ``self``.
 
@@ -186,11 +216,13 @@ class Module:
         fastnet.backend.DeviceError
             ``"cuda"`` without a usable CUDA GPU.
         """
-        if isinstance(device_or_dtype, str) and device_or_dtype in ("cpu", "cuda"):
+        if isinstance(device_or_dtype, str) and device_or_dtype in backend.KERNEL_SETS:
             move = backend.to_host
             if device_or_dtype == "cuda":
                 backend.resolve_device("cuda")
                 move = backend.to_device
+            for _, module in self.named_modules():
+                module._use_kernels(backend.KERNEL_SETS[device_or_dtype])
             return self._apply(move)
         dtype = np.dtype(device_or_dtype)
         if dtype not in (np.float32, np.float64):

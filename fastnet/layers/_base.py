@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from numbers import Real
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -11,6 +12,26 @@ from fastnet import init
 from fastnet.module import Module
 
 INITS = {"he": init.he, "xavier": init.xavier}
+
+
+class Kernels(NamedTuple):
+    """A layer's forward and backward functions: one row of its ``KERNELS`` table.
+
+    ``Module.to`` picks the row (``"fast"``: the ``kernels.<family>`` wrappers;
+    ``"reference"``: the NumPy ``*_ref`` functions) into the layer's ``ops``.
+    """
+
+    forward: Callable[..., Any]
+    backward: Callable[..., Any]
+
+
+KernelPair = tuple[Callable[..., Any], Callable[..., Any]]
+
+
+def kernel_table(fast: KernelPair, reference: KernelPair) -> dict[str, Kernels]:
+    """A layer's ``KERNELS``: ``(forward, backward)`` of its fast kernels and of their NumPy
+    references, by kernel set."""
+    return {"fast": Kernels(*fast), "reference": Kernels(*reference)}
 
 
 def float_dtype(owner: str, dtype: Any) -> np.dtype:

@@ -4,40 +4,56 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnet.layers._base import cached
+from fastnet.layers._base import cached, kernel_table
 from fastnet.module import Module
 from kernels.activation import relu_backward, relu_forward, sigmoid_backward, sigmoid_forward
+from kernels.activation.reference import (
+    relu_backward_ref,
+    relu_forward_ref,
+    sigmoid_backward_ref,
+    sigmoid_forward_ref,
+)
 
 
 class ReLU(Module):
     """``y = max(x, 0)`` element-wise; backward uses the cached output."""
 
+    KERNELS = kernel_table(
+        fast=(relu_forward, relu_backward),
+        reference=(relu_forward_ref, relu_backward_ref),
+    )
+
     def __init__(self) -> None:
         super().__init__()
         self._y = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Any shape -> same shape."""
-        self._y = relu_forward(x)
+        self._y = self.ops.forward(x)
         return self._y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """``dx = dy * (y > 0)``."""
-        return relu_backward(dy, cached(self, "_y"))
+        return self.ops.backward(dy, cached(self, "_y"))
 
 
 class Sigmoid(Module):
     """``y = 1 / (1 + exp(-x))`` element-wise, without overflow for large ``|x|``."""
 
+    KERNELS = kernel_table(
+        fast=(sigmoid_forward, sigmoid_backward),
+        reference=(sigmoid_forward_ref, sigmoid_backward_ref),
+    )
+
     def __init__(self) -> None:
         super().__init__()
         self._y = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Any shape -> same shape."""
-        self._y = sigmoid_forward(x)
+        self._y = self.ops.forward(x)
         return self._y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """``dx = dy * y * (1 - y)``."""
-        return sigmoid_backward(dy, cached(self, "_y"))
+        return self.ops.backward(dy, cached(self, "_y"))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from fastnet import backend
-from fastnet.layers._base import cached, float_dtype, init_weight, positive_int
+from fastnet.layers._base import cached, float_dtype, init_weight, kernel_table, positive_int
 from fastnet.module import Module, Parameter
 from kernels.affine import affine_backward, affine_forward
+from kernels.affine.reference import affine_backward_ref, affine_forward_ref
 
 
 class Affine(Module):
@@ -32,6 +33,11 @@ class Affine(Module):
     bias : Parameter (out_features,) or None
     """
 
+    KERNELS = kernel_table(
+        fast=(affine_forward, affine_backward),
+        reference=(affine_forward_ref, affine_backward_ref),
+    )
+
     def __init__(
         self,
         in_features: int,
@@ -54,14 +60,14 @@ class Affine(Module):
         """(N, ...) -> (N, out_features)."""
         w = self.weight.data
         b = backend.zeros(w.shape[1], w.dtype, w) if self.bias is None else self.bias.data
-        y = affine_forward(x, w, b)
+        y = self.ops.forward(x, w, b)
         self._x = x
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """(N, out_features) -> input's shape; sets ``weight.grad`` and ``bias.grad``."""
         x = cached(self, "_x")
-        dx, dw, db = affine_backward(dy, x, self.weight.data)
+        dx, dw, db = self.ops.backward(dy, x, self.weight.data)
         self.weight.grad = dw
         if self.bias is not None:
             self.bias.grad = db

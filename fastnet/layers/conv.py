@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnet.layers._base import cached, float_dtype, init_weight, positive_int
+from fastnet.layers._base import cached, float_dtype, init_weight, kernel_table, positive_int
 from fastnet.module import Module, Parameter
 from kernels import _checks
 from kernels.conv import conv2d_backward, conv2d_forward
+from kernels.conv.reference import conv2d_backward_ref, conv2d_forward_ref
 
 
 class Conv2d(Module):
@@ -32,6 +33,11 @@ class Conv2d(Module):
     weight : Parameter, (OC, C, KH, KW), PyTorch's layout
     bias : Parameter (OC,) or None
     """
+
+    KERNELS = kernel_table(
+        fast=(conv2d_forward, conv2d_backward),
+        reference=(conv2d_forward_ref, conv2d_backward_ref),
+    )
 
     def __init__(
         self,
@@ -61,14 +67,14 @@ class Conv2d(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(N, C, H, W) -> (N, OC, OH, OW)."""
         b = None if self.bias is None else self.bias.data
-        y = conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
+        y = self.ops.forward(x, self.weight.data, b, self.stride, self.padding)
         self._x = x
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """(N, OC, OH, OW) -> (N, C, H, W); sets ``weight.grad`` and ``bias.grad``."""
         x = cached(self, "_x")
-        dx, dw, db = conv2d_backward(dy, x, self.weight.data, self.stride, self.padding)
+        dx, dw, db = self.ops.backward(dy, x, self.weight.data, self.stride, self.padding)
         self.weight.grad = dw
         if self.bias is not None:
             self.bias.grad = db

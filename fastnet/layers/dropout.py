@@ -6,9 +6,10 @@ from numbers import Real
 
 import numpy as np
 
-from fastnet.layers._base import cached
+from fastnet.layers._base import cached, kernel_table
 from fastnet.module import Module
 from kernels.dropout import dropout_backward, dropout_forward
+from kernels.dropout.reference import dropout_backward_ref, dropout_forward_ref
 
 
 class Dropout(Module):
@@ -20,8 +21,15 @@ class Dropout(Module):
     p : float
         Drop probability in [0, 1].
     rng : numpy.random.Generator, optional
-        Source of the masks (seed it for reproducible training).
+        Source of the masks (seed it for reproducible training). Both kernel sets draw
+        a mask as ``rng.random(x.shape, dtype=x.dtype) >= p``: the same generator gives
+        the same masks on ``"cpu"`` and ``"reference"``.
     """
+
+    KERNELS = kernel_table(
+        fast=(dropout_forward, dropout_backward),
+        reference=(dropout_forward_ref, dropout_backward_ref),
+    )
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None) -> None:
         super().__init__()
@@ -36,7 +44,7 @@ class Dropout(Module):
         if not self.training:
             self._mask = False
             return x
-        y, self._mask = dropout_forward(x, self.p, self.rng)
+        y, self._mask = self.ops.forward(x, self.p, self.rng)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
@@ -44,7 +52,7 @@ class Dropout(Module):
         mask = cached(self, "_mask")
         if mask is False:
             return dy
-        return dropout_backward(dy, mask, self.p)
+        return self.ops.backward(dy, mask, self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -5,16 +5,23 @@ from __future__ import annotations
 import numpy as np
 
 from fastnet import backend
-from fastnet.layers._base import cached
+from fastnet.layers._base import cached, kernel_table
 from fastnet.module import Module
 from kernels.softmax_ce import check_labels, softmax_ce_backward, softmax_ce_forward
+from kernels.softmax_ce.reference import softmax_ce_backward_ref, softmax_ce_forward_ref
 
 
 class SoftmaxCrossEntropy(Module):
     """Mean cross-entropy of ``softmax(logits)`` against integer labels.
 
     Same value and gradient as ``torch.nn.functional.cross_entropy(logits, labels)``.
+    A loss is a module of its own: move it with the model (``loss.to("reference")``).
     """
+
+    KERNELS = kernel_table(
+        fast=(softmax_ce_forward, softmax_ce_backward),
+        reference=(softmax_ce_forward_ref, softmax_ce_backward_ref),
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -33,11 +40,11 @@ class SoftmaxCrossEntropy(Module):
         if backend.is_device(logits) and not backend.is_device(labels):
             op = type(self).__name__
             labels = backend.to_device(check_labels(op, np.asarray(labels), *logits.shape))
-        loss, probs = softmax_ce_forward(logits, labels)
+        loss, probs = self.ops.forward(logits, labels)
         self._cache = (probs, labels if backend.is_device(labels) else np.asarray(labels))
         return loss
 
     def backward(self, dloss: float = 1.0) -> np.ndarray:
         """Return ``dlogits`` (N, K) for an upstream gradient ``dloss`` of the loss."""
         probs, labels = cached(self, "_cache")
-        return softmax_ce_backward(probs, labels, dloss)
+        return self.ops.backward(probs, labels, dloss)

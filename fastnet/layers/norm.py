@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnet.layers._base import cached, float_dtype, positive_int
+from fastnet.layers._base import cached, float_dtype, kernel_table, positive_int
 from fastnet.module import Module, Parameter
 from kernels import _checks
 from kernels.batchnorm import batchnorm_backward, batchnorm_forward
+from kernels.batchnorm.reference import batchnorm_backward_ref, batchnorm_forward_ref
 
 
 class _BatchNorm(Module):
     _layout = ""
+    KERNELS = kernel_table(
+        fast=(batchnorm_forward, batchnorm_backward),
+        reference=(batchnorm_forward_ref, batchnorm_backward_ref),
+    )
 
     def __init__(
         self,
@@ -43,7 +48,7 @@ class _BatchNorm(Module):
             raise ValueError(
                 f"{type(self).__name__}: x must have shape {self._layout}, got {shape}"
             )
-        y, mean, invstd = batchnorm_forward(
+        y, mean, invstd = self.ops.forward(
             x,
             self.weight.data,
             self.bias.data,
@@ -59,7 +64,7 @@ class _BatchNorm(Module):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """Gradient with respect to the input; sets ``weight.grad`` and ``bias.grad``."""
         x, mean, invstd, training = cached(self, "_cache")
-        dx, dgamma, dbeta = batchnorm_backward(
+        dx, dgamma, dbeta = self.ops.backward(
             dy, x, self.weight.data, mean, invstd, training=training
         )
         self.weight.grad, self.bias.grad = dgamma, dbeta

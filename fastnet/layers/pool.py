@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnet.layers._base import cached
+from fastnet.layers._base import cached, kernel_table
 from fastnet.module import Module
 from kernels import _checks
 from kernels.pool import (
@@ -12,6 +12,12 @@ from kernels.pool import (
     avgpool2d_forward,
     maxpool2d_backward,
     maxpool2d_forward,
+)
+from kernels.pool.reference import (
+    avgpool2d_backward_ref,
+    avgpool2d_forward_ref,
+    maxpool2d_backward_ref,
+    maxpool2d_forward_ref,
 )
 
 
@@ -47,16 +53,21 @@ class MaxPool2d(_Pool2d):
         At most half the kernel size (as in PyTorch).
     """
 
+    KERNELS = kernel_table(
+        fast=(maxpool2d_forward, maxpool2d_backward),
+        reference=(maxpool2d_forward_ref, maxpool2d_backward_ref),
+    )
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(N, C, H, W) -> (N, C, OH, OW)."""
-        y, indices = maxpool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        y, indices = self.ops.forward(x, self.kernel_size, self.stride, self.padding)
         self._cache = (indices, x.shape)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """(N, C, OH, OW) -> (N, C, H, W)."""
         indices, x_shape = cached(self, "_cache")
-        return maxpool2d_backward(dy, indices, x_shape)
+        return self.ops.backward(dy, indices, x_shape)
 
 
 class AvgPool2d(_Pool2d):
@@ -71,13 +82,18 @@ class AvgPool2d(_Pool2d):
         At most half the kernel size (as in PyTorch).
     """
 
+    KERNELS = kernel_table(
+        fast=(avgpool2d_forward, avgpool2d_backward),
+        reference=(avgpool2d_forward_ref, avgpool2d_backward_ref),
+    )
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(N, C, H, W) -> (N, C, OH, OW)."""
-        y = avgpool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        y = self.ops.forward(x, self.kernel_size, self.stride, self.padding)
         self._cache = x.shape
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """(N, C, OH, OW) -> (N, C, H, W)."""
         x_shape = cached(self, "_cache")
-        return avgpool2d_backward(dy, x_shape, self.kernel_size, self.stride, self.padding)
+        return self.ops.backward(dy, x_shape, self.kernel_size, self.stride, self.padding)
