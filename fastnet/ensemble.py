@@ -54,7 +54,7 @@ def check_members(names: Sequence[str], datasets: Sequence[str]) -> str:
 
 def _probabilities(model: Module, name: str, images: np.ndarray, batch_size: int) -> np.ndarray:
     model.eval()
-    device = backend.device_of(model.parameters()[0].data) if model.parameters() else "cpu"
+    device = backend.module_device(model)
     out = []
     for x, _ in iterate_batches(images, np.zeros(len(images), np.int64), batch_size, shuffle=False):
         try:
