@@ -56,6 +56,12 @@ class TrainConfig:
     dropout: float | None = None  # drop rate of vgg's Dropout layers; None: the book's 0.5
     dtype: str = "float32"  # of the weights and the computation: float32 or float64
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready Python values (NumPy numbers, which ``validate``
+        accepts, as Python numbers): what ``config.json`` and checkpoints hold."""
+        fields = dataclasses.asdict(self).items()
+        return {k: v.item() if hasattr(v, "item") else v for k, v in fields}
+
     def validate(self) -> None:
         """Raise ``ConfigError`` (a ``ValueError``) naming the first bad field and what is
         expected."""
@@ -95,7 +101,7 @@ def _checks(c: TrainConfig) -> dict[str, tuple[bool, str]]:
         "dropout": (dropout_ok and (c.dropout is None or c.model in MODELS_WITH_DROPOUT),
                     "None or a rate in [0, 1)" if not dropout_ok else
                     f"None for model {c.model!r} (it has no Dropout layers)"),
-        "dtype": (c.dtype in DTYPES, "float32 or float64"),
+        "dtype": (_one_of(c.dtype, DTYPES), "float32 or float64"),
     }  # fmt: skip
 
 

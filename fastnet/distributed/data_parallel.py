@@ -134,9 +134,10 @@ class DataParallel(Module):
         """``module(x)``; for an empty shard, an empty output of ``module``'s width."""
         if len(x):
             return self.module(x)
+        training = self.module.training
         self.module.eval()  # a side-effect-free probe of the output width
         width = self.module(np.zeros((1, *x.shape[1:]), x.dtype)).shape[1]
-        self.module.train()
+        self.module.train(training)
         return np.zeros((0, width), x.dtype)
 
     def backward(self, dy: Any) -> Any:

@@ -3,7 +3,6 @@ and ``best.npz``; every file written atomically, a finished run never clobbered.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -44,7 +43,7 @@ class RunFolder:
         for stale in self.path.glob(".*.tmp"):  # left by a process killed while writing
             stale.unlink(missing_ok=True)
         keep_metrics(self.path / "metrics.jsonl", epochs_done)
-        text = json.dumps(dataclasses.asdict(config), indent=2) + "\n"
+        text = json.dumps(config.to_dict(), indent=2) + "\n"
         atomic_write(self.path / "config.json", lambda f: f.write(text.encode()))
 
     def append_metrics(self, record: dict) -> None:

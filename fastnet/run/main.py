@@ -114,7 +114,7 @@ def _resume_point(
     start = load_resume(resume, epochs) if ranks.is_root else None
     if ranks.size > 1:
         document = ranks.bcast_json(
-            {"path": str(start.path), "config": dataclasses.asdict(start.config),
+            {"path": str(start.path), "config": start.config.to_dict(),
              "state": dataclasses.asdict(start.state)} if ranks.is_root else None
         )  # fmt: skip
         config, state = TrainConfig(**document["config"]), RunState(**document["state"])

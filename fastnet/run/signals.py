@@ -25,14 +25,20 @@ class StopFlag:
 def stop_flag(signals: tuple[int, ...]) -> Iterator[StopFlag]:
     """A :class:`StopFlag` set by any of ``signals`` while the block runs (the previous
     handlers come back after it); outside the main thread, a flag no signal sets."""
-    flag = StopFlag()
+    flag, previous = StopFlag(), {}
     try:
-        previous = {s: signal.signal(s, flag) for s in signals}
-    except ValueError:  # not the main thread: no handler
-        yield flag
-        return
+        for s in signals:
+            previous[s] = signal.signal(s, flag)
+    except ValueError:  # not the main thread (or not a signal): no handler at all
+        _restore(previous)
+        previous = {}
     try:
         yield flag
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        _restore(previous)
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    """Put back the signal handlers ``handlers`` (signal number -> handler)."""
+    for s, handler in handlers.items():
+        signal.signal(s, handler)

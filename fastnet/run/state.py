@@ -111,7 +111,7 @@ def restore(resume: Resume, model: Module, opt: Optimizer) -> None:
 
 def save(path: Path, model: Module, opt: Optimizer, config: TrainConfig, state: RunState) -> None:
     """Write the checkpoint ``path`` of ``model``, ``opt``, ``config`` and ``state``."""
-    meta = {"config": dataclasses.asdict(config), "state": dataclasses.asdict(state)}
+    meta = {"config": config.to_dict(), "state": dataclasses.asdict(state)}
     checkpoint.save(path, model.state_dict(), opt.state_dict(), meta)
 
 

@@ -550,3 +550,85 @@ def test_dropout_streams_differ_per_rank_and_repeat_for_a_given_rank():
              for r in (0, 1, 2, 1)]  # fmt: skip
     assert len({d.tobytes() for d in draws}) == 3
     np.testing.assert_array_equal(draws[1], draws[3])
+
+
+# ---------------------------------------------------------------- DataParallel in one process
+
+
+def dropout_mlp(dtype=np.float64):
+    """A small mlp with dropout (train mode draws masks) from one seed: the same every call."""
+    return models.mlp(np.random.default_rng(17), dtype, hidden=(20, 12), dropout=0.3)
+
+
+def forward_backward(model, loss_fn, x, t):
+    """(logits, loss, dx, gradients) of one step."""
+    logits = model(x)
+    loss = loss_fn(logits, t)
+    dx = model.backward(loss_fn.backward())
+    return logits, loss, dx, [None if p.grad is None else p.grad.copy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_data_parallel_in_one_process_is_the_model_itself(dtype, rng):
+    bare, wrapped = dropout_mlp(dtype), distributed.DataParallel(dropout_mlp(dtype))
+    assert wrapped.ranks.size == 1 and wrapped.reducer is None
+    for n in (7, 1):
+        assert wrapped.part(n) == slice(0, n)
+        assert wrapped.share == 1.0
+    loss_fn = wrapped.criterion(SoftmaxCrossEntropy())
+    for _ in range(2):  # the dropout generators stay in step
+        x, t = rng.random((9, 1, 28, 28)).astype(dtype), rng.integers(0, 10, 9)
+        expected = forward_backward(bare, SoftmaxCrossEntropy(), x, t)
+        got = forward_backward(wrapped, loss_fn, x, t)
+        np.testing.assert_array_equal(got[0], expected[0])
+        assert got[1] == expected[1]
+        np.testing.assert_array_equal(got[2], expected[2])
+        for g, e in zip(got[3], expected[3], strict=True):
+            np.testing.assert_array_equal(g, e)
+    bare.eval(), wrapped.eval()
+    assert not any(m.training for _, m in wrapped.named_modules())
+    x = rng.random((5, 1, 28, 28)).astype(dtype)
+    np.testing.assert_array_equal(wrapped(x), bare(x))
+
+
+def test_data_parallel_in_one_process_trains_as_the_bare_model(rng):
+    from fastnet import loop
+
+    data = [(rng.random((b, 1, 28, 28)), rng.integers(0, 10, b)) for b in (12, 12, 5)]
+    bare, module = dropout_mlp(), dropout_mlp()
+    wrapped = distributed.DataParallel(module)
+    for model, loss_fn in ((bare, SoftmaxCrossEntropy()),
+                           (wrapped, wrapped.criterion(SoftmaxCrossEntropy()))):  # fmt: skip
+        loop.train_one_epoch(model, loss_fn, optim.Adam(model.parameters(), lr=0.01), data)
+    expected = bare.state_dict()
+    for name, value in module.state_dict().items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+
+
+def test_an_empty_shard_gives_no_output_no_loss_and_zero_gradients(rng):
+    module = dropout_mlp()
+    wrapped = distributed.DataParallel(module)
+    loss_fn = wrapped.criterion(SoftmaxCrossEntropy())
+    x, t = rng.random((6, 1, 28, 28)), rng.integers(0, 10, 6)
+    forward_backward(wrapped, loss_fn, x, t)  # gradients from a full batch first
+    dropout_state = module[-2].rng.bit_generator.state  # the generator of every mask
+    logits = wrapped(x[:0])
+    assert logits.shape == (0, 10) and logits.dtype == np.float64
+    assert loss_fn(logits, t[:0]) == 0
+    dx = wrapped.backward(loss_fn.backward())
+    assert len(dx) == 0
+    for p in module.parameters():
+        assert p.grad is None or not np.any(p.grad), p.name
+    assert module.training  # back in training mode after the probe of the output width
+    assert module[-2].rng.bit_generator.state == dropout_state  # the probe drew no mask
+    opt = optim.SGD(module.parameters(), lr=0.1)
+    before = module.state_dict()
+    opt.step()  # an empty shard's step changes nothing
+    for name, value in module.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
+def test_an_empty_shard_leaves_a_model_in_eval_mode_in_eval_mode(rng):
+    wrapped = distributed.DataParallel(dropout_mlp()).eval()
+    assert wrapped(rng.random((0, 1, 28, 28))).shape == (0, 10)
+    assert not wrapped.module.training
