@@ -1,88 +1,29 @@
 """Numba kernels for 2-D convolution: register-blocked direct convolution on offset tables.
 
-Every product of the forward and backward passes has one form,
+Every product of the forward and backward passes is one form,
+``out[o, j] = init[o] + sum_k X[inner[k] + outer[j]] * M[k, o]``, over a zero-padded copy
+``X`` of one image (or of a group of images), flattened:
 
-    out[o, j] = init[o] + sum_k X[inner[k] + outer[j]] * M[k, o],
+- tables: ``_offsets``, ``_bounds``, ``_pitch``, ``blocks`` (weights as ``(O/L, K, L)``), and
+  the cached per-shape plans ``forward_plan`` and ``backward_plan`` (NumPy, built once);
+- the register tile ``_tile_oc`` over the intrinsic of ``tile_ir`` (LLVM vector code), and
+  ``_tile_px`` (runs of pixels, for ``dx`` of fewer than 8 channels);
+- the chunk kernels ``_forward`` and ``_backward`` (with ``_dw_group``) and the copies
+  that pad and crop their buffers; ``kernels(pixels, lanes)`` compiles them per tile shape.
 
-over a zero-padded copy ``X`` of one image (or of a group of images), flattened. ``inner``
-and ``outer`` are tables of offsets into ``X``; they depend on the shapes only, so they are
-built with NumPy once per shape and cached (``forward_plan``, ``backward_plan``). Taps run
-in ``(kh, c, kw)`` order, so the taps that a row of outputs needs form one range of ``k``.
-
-- forward: ``X`` = padded image, ``k`` = tap ``(kh, c, kw)``, ``j`` = output pixel,
-  ``M[k, o]`` = ``w[o, c, kh, kw]``, ``out`` = ``y[n]`` as ``(OC, OH*OW)``, ``init`` = bias;
-- ``dx``: the gradient of the padded input is a stride-1 correlation of ``dy`` (zero-dilated
-  by the stride and padded by ``KH-1, KW-1``) with the flipped weights: ``X`` = that padded
-  ``dy``, ``k`` = ``(kh, oc, kw)``, ``j`` = input pixel (the crop of the padding is in
-  ``outer``), ``M[k, c]`` = ``w[oc, c, KH-1-kh, KW-1-kw]``;
-- ``dw``: ``X`` = padded images of a group, channels last, ``k`` = ``(oh, image, ow)``,
-  ``j`` = tap ``(kh, kw, c)``, ``M[k, o]`` = ``dy[image, o, oh, ow]``; ``db`` sums ``dy``.
-
-The register tile (``_tile_oc`` over the intrinsic ``_fma_tile``) keeps ``P`` values of
-``j`` times ``L`` values of ``o`` (``L = 16`` or ``32`` lanes) in ``P`` LLVM vectors of ``L``
-values, which the backend maps to the target's registers (one zmm per 16 float32 on
-AVX-512, two ymm on AVX2, four q on NEON); ``P`` and ``L`` come from one rule over the ISA's
-vector width, register count and FMA and load throughputs (``kernels._isa.tile``). Each
-step of ``k`` is one vector load of ``M`` (repacked as ``(O/L, K, L)``, zero-padded), one
-broadcast of ``X`` per pixel (folded into the FMA on AVX-512) and ``P`` ``llvm.fma``. The
-tile is written as vector code because the former scalar version (64 accumulators left to
-LLVM's SLP vectorizer) packed into 4 zmm with stack spills on AVX-512. The tile stores its
-result transposed in registers (``_transposed``: ``log2 P`` stages of shuffles, then one
-vector store per channel row), when ``P`` is a power of two. Each variant (tile shape) is
-its own set of compiled kernels (``kernels``), with the tile's shape in their names.
-Measured on a 2-core Zen 5 (AVX-512; 8 x 16 tile, float32, one thread): 120-178 GFLOP/s on
-the VGG layers (conv2..conv6), against 54-64 for the scalar tile and 187 for NumPy's
-4096^3 sgemm; ``tools/isa_check.py`` checks the loop for CPUs this machine is not.
-What matters: ``contract``-style single rounding (``llvm.fma``) and no ``reassoc`` (with it
-LLVM vectorizes the ``k`` loop with gathers); one general register per pixel for its
-offset (``P <= OFFSETS = 8`` on x86-64, or the offsets spill); unsigned offsets, so Numba
-emits no negative-index wraparound.
-
-A longer tile (``P = 16`` of 16 lanes: the rule's answer on AVX-512 with two 512-bit FMAs
-per cycle, where 8 pixels need 10 loads per 8 FMAs and are load-bound near 72-80%) reads
-its pixels through one offset when they are consecutive in ``X`` (``outer[j + p] =
-outer[j] + p``, checked per tile), and otherwise runs as groups of 8 pixels. The layouts
-make them consecutive: the forward (stride 1) and ``dx`` tiles compute whole rows of the
-padded width and drop the extra columns (``forward_plan``), and ``dw`` reads its images
-channels last, its taps in ``(kh, kw, c)`` order (``C`` consecutive inputs per tap).
-
-Each tile sums ``k`` over ``bounds[t]`` only, the taps that read real input rows for some
-of its outputs (the others multiply zero padding: 2-13% of the work on the VGG layers).
-Row pitches of the padded buffers avoid multiples of 256 elements (``_pitch``): planes
-1-4 KiB apart share L1 cache sets, which made ``dx`` of the 28x28 layer 15% slower.
-
-When ``dx`` has fewer than 8 channels (``C = 1`` in a first layer), 16 lanes would be mostly
-padding: ``_tile_px`` vectorizes over 64 consecutive pixels of one channel instead, on the
-padded-width grid of ``X``, and ``_crop`` drops the columns that fall in the padding.
-
-Threads: ``conv2d_forward`` and ``conv2d_backward`` are chunk kernels
-(``kernels._jit.chunk_kernel``): the batch is split into ``T = min(threads, N)`` contiguous
-chunks (``T = 1`` serial), each run by one call of the kernel, on its own thread when
-parallel. A chunk owns its buffers, its images' slices of ``y``/``dx`` and its row of the
-partial ``dw``/``db``, summed by the wrapper in a fixed order, so nothing races. ``dw`` stacks
-the pixels of about ``_DW_PIXELS`` outputs (several small images) per tile call, so each
-tile's setup and stores are amortized over a long ``k`` loop.
-
-Compile time (a user waits for it): one compiled variant per dtype serves both the serial
-and the parallel mode, the tables are NumPy, and each helper has one specialization per
-argument type (``kernels._jit.helper``). Numba re-optimizes a helper's code in every
-function that calls it, so the tile sits directly below the kernels.
+docs/kernels-conv.md explains the design, the layouts and the measurements behind them.
 """
 
 import functools
 
 import numpy as np
-from llvmlite import ir
-from numba.core import cgutils
-from numba.core import types as nb_types
-from numba.extending import intrinsic
 
 from kernels._isa import BLOCK
 from kernels._jit import chunk_kernel, helper, renamed
+from kernels.conv.tile_ir import OFFSETS, SOURCE_HASH, fma_tile_intrinsic
 
 LANES = BLOCK  # channels per tile; each variant (``kernels``) sets its own
 RUN = 64  # pixels per row tile of ``_tile_px``
-OFFSETS = 8  # pixels of a register tile whose input offsets fit in general registers
 _DW_PIXELS = 1024  # output pixels per ``dw`` tile call (a group of images)
 
 
@@ -174,196 +115,6 @@ def backward_plan(n: int, c: int, h: int, w: int, oc: int, geom: tuple, pixels: 
         _bounds(h * cols, cols, kh, (1, 1, ph - kh + 1, (oh - 1) * sh + 1), oc * kw, pixels),
     )
     return tables, (hp, wp, ph, pw, 1, 1), (hd, wd, kh - 1, kw - 1, sh, sw, oh, ow, cols)
-
-
-def _transposed(pixels: int, lanes: int) -> tuple | None:
-    """How ``pixels`` accumulators of ``lanes`` lanes (accumulator ``p`` holds lanes ``(p, l)``,
-    ``l < lanes``) become rows ``l`` of ``pixels`` values: ``(stages, rows)``, ``stages`` a list
-    of shuffle stages, each a list of ``(a, b, mask)`` (``shufflevector`` of vectors ``a`` and
-    ``b``), after which vector ``v`` holds rows ``rows[v]`` (``lanes / pixels`` whole rows, in
-    order); ``None`` unless ``pixels`` is a power of two <= ``lanes``. Each stage merges pairs of
-    vectors of the same rows and disjoint pixels and splits each merge into its lower and
-    upper rows: ``log2(pixels)`` stages of ``pixels`` shuffles, against ``lanes * pixels``
-    single-value stores."""
-    if pixels > lanes or pixels & (pixels - 1):
-        return None
-    vecs = [[(p, lane) for lane in range(lanes)] for p in range(pixels)]
-    stages = []
-    while len({p for p, _ in vecs[0]}) < pixels:
-        low, high = [], []
-        for i in range(0, pixels, 2):
-            cat = vecs[i] + vecs[i + 1]
-            both = sorted(cat, key=lambda e: (e[1], e[0]))
-            low.append((i, i + 1, [cat.index(e) for e in both[:lanes]], both[:lanes]))
-            high.append((i, i + 1, [cat.index(e) for e in both[lanes:]], both[lanes:]))
-        stages.append([op[:3] for op in low + high])
-        vecs = [op[3] for op in low + high]
-    return stages, [[lane for _, lane in v[::pixels]] for v in vecs]
-
-
-def _store_lanes(builder, accs, outp, row0, pitch, j0, valid) -> None:
-    """Store ``acc[p][l]`` at ``out[row0 + l, j0 + p]`` for ``p < valid``, one value at a time."""
-    i64 = ir.IntType(64)
-    for p, a in enumerate(accs):
-        with builder.if_then(builder.icmp_signed("<", i64(p), valid), likely=True):
-            col = builder.add(j0, i64(p))
-            for lane in range(a.type.count):
-                at = builder.add(builder.mul(builder.add(row0, i64(lane)), pitch), col)
-                builder.store(builder.extract_element(a, i64(lane)), builder.gep(outp, [at]))
-
-
-def _store_rows(builder, accs, plan, outp, row0, pitch, j0, align) -> None:
-    """Store ``acc[p][l]`` at ``out[row0 + l, j0 + p]`` for all ``p``: transpose the
-    accumulators as ``plan = _transposed(len(accs))`` says, then one vector store per row."""
-    i64, i32 = ir.IntType(64), ir.IntType(32)
-    stages, rows = plan
-    pixels, vecs = len(accs), list(accs)
-    for stage in stages:
-        vecs = [
-            builder.shuffle_vector(vecs[a], vecs[b], ir.Constant(ir.VectorType(i32, len(m)), m))
-            for a, b, m in stage
-        ]
-    for vec, lanes in zip(vecs, rows, strict=True):
-        for r, lane in enumerate(lanes):
-            part = vec
-            if pixels < vec.type.count:
-                mask = ir.Constant(
-                    ir.VectorType(i32, pixels), list(range(r * pixels, (r + 1) * pixels))
-                )
-                part = builder.shuffle_vector(vec, vec, mask)
-            at = builder.add(builder.mul(builder.add(row0, i64(lane)), pitch), j0)
-            dest = builder.bitcast(builder.gep(outp, [at]), part.type.as_pointer())
-            builder.store(part, dest, align=align)
-
-
-def _fma_loop(builder, ptrs, offsets, bounds, start, fma, align) -> list:
-    """Emit the loop ``acc[p] = start + sum_{k0 <= k < k1} X[inner[k] + offset_p] * m[k]``
-    (vectors of ``start``'s type) and return the accumulators, with the builder at the
-    loop's exit. ``ptrs = (X, inner, m)`` data pointers, ``bounds = (k0, k1)``; ``offsets``:
-    a list of i64 offsets, one per pixel (a general register each), or ``(first, count)``:
-    pixel ``p < count`` at ``first + p``, read through one address and constant
-    displacements."""
-    xp, inner_p, mp = ptrs
-    i64, i32 = ir.IntType(64), ir.IntType(32)
-    vty = start.type
-    row = isinstance(offsets, tuple)
-    entry = builder.basic_block
-    head = builder.append_basic_block("tile.head")
-    body = builder.append_basic_block("tile.body")
-    done = builder.append_basic_block("tile.done")
-    builder.branch(head)
-    builder.position_at_end(head)
-    k = builder.phi(i64)
-    accs = [builder.phi(vty) for _ in range(offsets[1] if row else len(offsets))]
-    k.add_incoming(bounds[0], entry)
-    for a in accs:
-        a.add_incoming(start, entry)
-    builder.cbranch(builder.icmp_signed("<", k, bounds[1]), body, done)
-    builder.position_at_end(body)
-    ik = builder.load(builder.gep(inner_p, [k]), typ=i64)
-    mv = builder.load(builder.gep(mp, [builder.mul(k, i64(vty.count))]), typ=vty, align=align)
-    if row:
-        first = builder.gep(xp, [builder.add(ik, offsets[0])])
-        addresses = [builder.gep(first, [i64(p)]) for p in range(offsets[1])]
-    else:
-        addresses = [builder.gep(xp, [builder.add(ik, o)]) for o in offsets]
-    splat = ir.Constant(ir.VectorType(i32, vty.count), [0] * vty.count)
-    for at, a in zip(addresses, accs, strict=True):
-        xv = builder.load(at, typ=vty.element)
-        xs = builder.insert_element(ir.Constant(vty, ir.Undefined), xv, i32(0))
-        bc = builder.shuffle_vector(xs, ir.Constant(vty, ir.Undefined), splat)
-        a.add_incoming(builder.call(fma, [bc, mv, a]), body)
-    k.add_incoming(builder.add(k, i64(1)), body)
-    builder.branch(head)
-    builder.position_at_end(done)
-    return accs
-
-
-def _store(builder, accs, outp, row0, pitch, j0, valid, align) -> None:
-    """Store ``acc[p][l]`` at ``out[row0 + l, j0 + p]`` for ``p < valid``: transposed in
-    registers and one vector store per row when all of them are (``_store_rows``), else one
-    value at a time."""
-    i64 = ir.IntType(64)
-    plan = _transposed(len(accs), accs[0].type.count)
-    if plan is None:
-        _store_lanes(builder, accs, outp, row0, pitch, j0, valid)
-        return
-    full = builder.icmp_signed(">=", valid, i64(len(accs)))
-    with builder.if_else(full, likely=True) as (whole, edge):
-        with whole:
-            _store_rows(builder, accs, plan, outp, row0, pitch, j0, align)
-        with edge:
-            _store_lanes(builder, accs, outp, row0, pitch, j0, valid)
-
-
-def _fma_tile_intrinsic(pixels: int, lanes: int):
-    """An intrinsic ``_fma_tile(X, inner, outer, j, k0, k1, m, iv, out, o0, count)``: the
-    register tile ``out[o0 + l, j + p] = iv[l] + sum_{k0 <= k < k1} X[inner[k] + outer[j + p]]
-    * m[k, l]`` for ``l < lanes`` and ``p < count <= pixels``, written as LLVM vector code:
-    ``pixels`` accumulators of ``lanes`` values (the backend splits each into the vector registers
-    of the target: 16 float32 are 1 zmm, 2 ymm or 4 q), one vector load of ``m`` and one
-    broadcast of ``X`` per pixel and step, ``llvm.fma`` (the product is rounded once, as by
-    ``contract``). ``X, m, iv, out`` share one float dtype; ``inner, outer`` are uint64
-    (``outer`` increasing within a tile). A tile of more than ``OFFSETS`` pixels runs as one
-    loop when its offsets are consecutive (``outer[j + p] = outer[j] + p``: one general
-    register for all the pixels), else as groups of ``OFFSETS`` pixels, one loop each."""
-
-    @intrinsic
-    def _fma_tile(typingctx, X, inner, outer, j, k0, k1, m, iv, out, o0, count):
-        sig = nb_types.void(X, inner, outer, j, k0, k1, m, iv, out, o0, count)
-
-        def codegen(context, builder, signature, args):
-            tys = signature.args
-            arrays = [
-                context.make_array(tys[i])(context, builder, args[i]) for i in (0, 1, 2, 6, 7, 8)
-            ]
-            xp, inner_p, outer_p, mp, ivp, outp = (a.data for a in arrays)
-            i64 = ir.IntType(64)
-            ints = [
-                context.cast(builder, args[i], tys[i], nb_types.int64) for i in (3, 4, 5, 9, 10)
-            ]
-            j0, kb, ke, row0, valid = ints
-            fty = context.get_value_type(tys[0].dtype)
-            vty = ir.VectorType(fty, lanes)
-            align = context.get_abi_sizeof(fty)
-            pitch = cgutils.unpack_tuple(builder, arrays[5].shape, 2)[1]
-            start = builder.load(ivp, typ=vty, align=align)
-            fma = cgutils.get_or_insert_function(
-                builder.module,
-                ir.FunctionType(vty, [vty] * 3),
-                f"llvm.fma.v{lanes}f{8 * align}",
-            )
-
-            def offset(p):
-                return builder.load(builder.gep(outer_p, [builder.add(j0, i64(p))]), typ=i64)
-
-            def groups():
-                """The tile as groups of at most ``OFFSETS`` pixels, one loop each."""
-                for g in range(0, pixels, OFFSETS):
-                    offs = [offset(p) for p in range(g, min(g + OFFSETS, pixels))]
-                    accs = _fma_loop(builder, ptrs, offs, (kb, ke), start, fma, align)
-                    col = builder.add(j0, i64(g))
-                    _store(builder, accs, outp, row0, pitch, col, builder.sub(valid, i64(g)), align)
-
-            ptrs = (xp, inner_p, mp)
-            if pixels <= OFFSETS:
-                groups()
-                return context.get_dummy_value()
-            first = offset(0)
-            run = builder.icmp_unsigned(
-                "==", builder.sub(offset(pixels - 1), first), i64(pixels - 1)
-            )
-            with builder.if_else(run, likely=True) as (consecutive, scattered):
-                with consecutive:
-                    accs = _fma_loop(builder, ptrs, (first, pixels), (kb, ke), start, fma, align)
-                    _store(builder, accs, outp, row0, pitch, j0, valid, align)
-                with scattered:
-                    groups()
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return _fma_tile
 
 
 def _tile_oc(X, inner, outer, bounds, M, init, out):
@@ -560,13 +311,15 @@ def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
 def kernels(pixels: int, lanes: int) -> tuple:
     """``(conv2d_forward, conv2d_backward)``: the chunk kernels of the variant whose register
     tile is ``pixels`` pixels x ``lanes`` channels (``kernels._isa.tile``). Each variant has
-    its own qualified names, hence its own cache files."""
-    suffix = f"_p{pixels}x{lanes}"
+    its own qualified names, hence its own cache files: ``_p<pixels>x<lanes>_<hash>``, where
+    ``<hash>`` is ``tile_ir.SOURCE_HASH``, so that a change of the tile's code (in another
+    file, which Numba's cache does not watch) compiles the kernels afresh."""
+    suffix = f"_p{pixels}x{lanes}_{SOURCE_HASH}"
 
     def variant(fn, **names):
         return renamed(fn, suffix, LANES=lanes, **names)
 
-    tile = helper(variant(_tile_oc, _fma_tile=_fma_tile_intrinsic(pixels, lanes), PIXELS=pixels))
+    tile = helper(variant(_tile_oc, _fma_tile=fma_tile_intrinsic(pixels, lanes), PIXELS=pixels))
     dw_group = helper(variant(_dw_group, _blocks=helper(variant(_blocks))))
     return (
         chunk_kernel(variant(_forward, _tile_oc=tile)),

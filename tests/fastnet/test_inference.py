@@ -9,6 +9,7 @@ import pytest
 from conftest import Double, assert_close, randomize_norms
 
 from fastnet import inference, models
+from fastnet.inference import steps
 from fastnet.layers import (
     Affine,
     AvgPool2d,
@@ -122,12 +123,12 @@ def test_a_small_batch_is_split_within_each_image(monkeypatch, rng):
     """Fewer images than threads: each image's output channels are split over the threads
     (40 channels: 2 or 3 blocks of the tile's 16 or 32 lanes, the last one partial)."""
     monkeypatch.setattr(numba, "get_num_threads", lambda: 4)
-    monkeypatch.setattr(inference, "SPLIT_MIN_FLOPS", 1)
+    monkeypatch.setattr(steps, "SPLIT_MIN_FLOPS", 1)
     model = conv_stack(np.float32, rng, norm=True, relu=True, pool=MaxPool2d(2), oc=40)
     x = rng.standard_normal((1, 3, 10, 10)).astype(np.float32)
     plan = assert_plan_matches(model, x)
     step = plan.steps[0]
-    assert step.m.shape[0] in (2, 3) and step._parts(1, 100, 4) == step.m.shape[0]
+    assert step.packed.blocks in (2, 3) and step._parts(1, 100, 4) == step.packed.blocks
     assert step._parts(2, 100, 4) == 2
     assert step._parts(4, 100, 4) == 1
     assert_plan_matches(model, np.concatenate([x, 2 * x]))  # 2 images x 2 parts

@@ -1,8 +1,11 @@
 """Parity tests for kernels.conv (conv2d forward and backward)."""
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,8 @@ from conftest import assert_close, assert_grad_close, numerical_grad
 import kernels.conv as conv
 from kernels import _isa
 from kernels.conv import reference as ref
+
+REPO = Path(__file__).resolve().parents[2]
 
 # (N, C, H, W, OC, KH, KW, stride, padding, bias)
 CASES = [
@@ -74,6 +79,26 @@ def test_kernel_matches_reference(case, dtype, parallel, rng):
         np.testing.assert_array_equal(a, a_copy)
 
 
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_packed_forward_gives_the_bits_of_conv2d_forward(case, parts, dtype, parallel, rng):
+    """Packed once, into a new array or the caller's, whole or each image in ``parts``
+    blocks of output channels: the same bits as ``conv2d_forward``, inputs untouched."""
+    x, w, b, stride, padding = make_inputs(case, dtype, rng)
+    expected = conv.conv2d_forward(x, w, b, stride, padding, parallel=parallel)
+    inputs = [a for a in (x, w, b) if a is not None]
+    copies = [a.copy() for a in inputs]
+    packed = conv.pack_conv2d(w, b, stride, padding)
+    out = np.full_like(expected, np.nan)
+    got = conv.conv2d_forward_packed(x, packed, out, parallel=parallel, parts=parts)
+    assert got is out
+    np.testing.assert_array_equal(got, expected)
+    again = conv.conv2d_forward_packed(x, packed, parallel=parallel, parts=parts)
+    np.testing.assert_array_equal(again, expected)
+    for a, a_copy in zip(inputs, copies, strict=True):
+        np.testing.assert_array_equal(a, a_copy)
+
+
 def test_non_contiguous_input_is_accepted(rng):
     x = rng.standard_normal((2, 3, 6, 10))[:, :, :, ::2]
     w = rng.standard_normal((2, 3, 3, 3))
@@ -114,6 +139,28 @@ BAD_INPUTS = [
     ),
     (lambda: conv.conv2d_backward(DY.astype(np.float32), _x(), W4, 1, 1), "same float dtype"),
     (lambda: conv.conv2d_backward(DY, _x(), W4, 1, -1), "padding must be >= 0"),
+]
+
+
+PACKED = conv.pack_conv2d(W4, np.ones(4), 1, 1)
+Y = np.zeros((2, 4, 5, 5))
+BAD_INPUTS += [
+    (lambda: conv.pack_conv2d(W4, np.ones(3)), r"pack_conv2d: b must have shape \(OC,\) = \(4,\)"),
+    (lambda: conv.pack_conv2d(W4, np.ones(4, np.float32)), "same float dtype"),
+    (lambda: conv.pack_conv2d(W4[0]), r"w must have shape \(OC, C, KH, KW\)"),
+    (lambda: conv.pack_conv2d(W4, None, 0), "stride must be >= 1, got 0"),
+    (lambda: conv.pack_conv2d(W4, None, 1, -1), "padding must be >= 0"),
+    (
+        lambda: conv.conv2d_forward_packed(_x((2, 2, 5, 5)), PACKED),
+        r"conv2d_forward_packed: w must have shape \(OC, C, KH, KW\) with C = 2",
+    ),
+    (lambda: conv.conv2d_forward_packed(_x((3, 5, 5)), PACKED), r"x must have shape \(N, C,"),
+    (lambda: conv.conv2d_forward_packed(_x(dtype=np.float32), PACKED), "same float dtype"),
+    (lambda: conv.conv2d_forward_packed(_x((2, 3, 0, 5)), PACKED), r"must be non-empty and fit"),
+    (lambda: conv.conv2d_forward_packed(_x(), PACKED, Y[:1]), r"out must be .* = \(2, 4, 5, 5\)"),
+    (lambda: conv.conv2d_forward_packed(_x(), PACKED, Y.astype(np.float32)), "out must be"),
+    (lambda: conv.conv2d_forward_packed(_x(), PACKED, Y[..., ::-1]), "out must be a C-contig"),
+    (lambda: conv.conv2d_forward_packed(_x(), PACKED, parts=0), "parts must be an int >= 1"),
 ]
 
 
@@ -210,3 +257,42 @@ def test_code_compiled_for_another_cpu_matches_reference(cpu, isa, tmp_path):
     name, worst = done.stdout.split()
     assert name == (isa if runnable else "generic")
     assert float(worst) < 1e-5
+
+
+CACHE_NAME_CHILD = """
+import kernels
+from kernels.conv import cpu, tile_ir
+
+forward = cpu.kernels(8, 16)[0].body
+tile = forward.py_func.__globals__["_tile_oc"]
+print(kernels.__file__, tile_ir.SOURCE_HASH)
+print(forward._cache._cache_file._index_name, tile._cache._cache_file._index_name)
+"""
+
+
+def test_a_change_of_the_tile_code_changes_the_variants_cache_names(tmp_path):
+    """Numba's cache checks a function against its own file only, and the tile's code comes
+    from tile_ir.py: its source hash is part of the names of the variants' cache files, so
+    that an edit of the tile compiles them afresh."""
+    shutil.copytree(
+        REPO / "kernels", tmp_path / "kernels", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    tile_ir = tmp_path / "kernels" / "conv" / "tile_ir.py"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    names = []
+    for edit in ("", "# an edit\n"):
+        tile_ir.write_text(tile_ir.read_text() + edit)
+        done = subprocess.run(
+            [sys.executable, "-c", CACHE_NAME_CHILD],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        (where, digest), files = (line.split() for line in done.stdout.splitlines())
+        assert Path(where).is_relative_to(tmp_path)
+        assert digest == hashlib.sha256(tile_ir.read_bytes()).hexdigest()[:12]
+        assert all(f"_p8x16_{digest}" in f for f in files), files
+        names.append(files)
+    assert not set(names[0]) & set(names[1])
