@@ -139,7 +139,7 @@ def tile(spec: Isa, dtype: np.dtype | type, channels: int) -> tuple[int, int]:
     the loads of a 16-lane tile cannot keep up with its FMAs and ``channels > 16``, 32. A
     tile that stays load-bound with ``spec.offsets`` pixels (16 lanes of float32 on a core
     with two 512-bit FMAs) gets as many pixels as its registers hold: such a long tile reads
-    a row of consecutive inputs through one offset (``kernels.conv.cpu``)."""
+    a row of consecutive inputs through one offset (``kernels.conv.tile_ir``)."""
     lanes = BLOCK
     while True:
         vectors = max(1, lanes * np.dtype(dtype).itemsize * 8 // spec.vector_bits)

@@ -16,7 +16,7 @@ chunk kernels that serve both.
 When the package folder is read-only, Numba itself falls back to a per-user cache
 folder (``$NUMBA_CACHE_DIR`` if set, else the user cache folder, e.g. ``~/.cache/numba``).
 
-Register tiles are written as explicit LLVM vector code (``kernels.conv.cpu``), not left
+Register tiles are written as explicit LLVM vector code (``kernels.conv.tile_ir``), not left
 to LLVM's SLP vectorizer, which Numba ships switched off (numba issue 8705) and which packed
 the former scalar-accumulator tile into too few registers on AVX-512.
 """
