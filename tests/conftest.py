@@ -42,6 +42,17 @@ IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C, np.dtype(">f8"): 0
 # Reference backward vs. central finite differences (float64 only).
 FINITE_DIFF = {"eps": 1e-6, "rtol": 1e-6, "atol": 1e-8}
 
+# Optimizer updates (tests/kernels/test_optim.py, test_cuda.py): each update's state
+# arguments in order; the hyper-parameter that an optional state is needed by; Adam's rates.
+OPTIM_STATES = {
+    "sgd": ("momentum_buf",),
+    "adagrad": ("state_sum",),
+    "rmsprop": ("square_avg", "momentum_buf", "grad_avg"),
+    "adam": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+}
+NEEDED_BY = {"momentum_buf": "momentum", "grad_avg": "centered", "max_exp_avg_sq": "amsgrad"}
+ADAM = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
+
 
 @pytest.fixture
 def rng() -> np.random.Generator:
@@ -135,6 +146,31 @@ def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = FINITE_DI
         flat[i] = old
         gflat[i] = (plus - minus) / (2 * eps)
     return grad
+
+
+def optim_case_ids(cases: list[tuple[str, dict]]) -> list[str]:
+    """Test ids of ``(update name, hyper-parameters)`` cases: the name and the keys set
+    beyond Adam's rates."""
+    return [name + "".join(f"-{k}" for k in hyper if k not in ADAM) for name, hyper in cases]
+
+
+def optim_initial_states(name: str, hyper: dict, shape: tuple, dtype) -> dict:
+    """Torch's initial state of update ``name``: zeros (Adagrad's sum: 0.1; SGD's buffer,
+    overwritten on the first step, NaN: its content must not matter); None where unused."""
+    states = {}
+    for s in OPTIM_STATES[name]:
+        if s in NEEDED_BY and not hyper.get(NEEDED_BY[s]):
+            states[s] = None
+        else:
+            states[s] = np.full(shape, {"sgd": np.nan, "adagrad": 0.1}.get(name, 0.0), dtype)
+    return states
+
+
+def optim_step_kwargs(name: str, t: int) -> dict:
+    """The step argument of update ``name`` at its ``t``-th call (1-based)."""
+    if name == "sgd":
+        return {"first_step": t == 1}
+    return {"step": t} if name in ("adagrad", "adam") else {}
 
 
 def assert_grad_close(analytic: np.ndarray, numeric: np.ndarray) -> None:

@@ -8,6 +8,7 @@ can pass small synthetic sets; the defaults are the book's settings.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,15 @@ from fastnet.loop import evaluate, train_one_epoch
 from fastnet.models import mlp
 
 INITS = {"std=0.01": 0.01, "Xavier": "xavier", "He": "he"}
+BATCH_SIZE = 100  # the epoch experiments' batch size, as the book's scripts
+
+
+def _save(out: Path, name: str, fig: Any, result: dict) -> dict:
+    """Write ``fig`` as ``out/<name>.png`` and ``result`` as ``out/<name>.json``; return
+    ``result``."""
+    save_figure(fig, out / f"{name}.png")
+    save_json(result, out / f"{name}.json")
+    return result
 
 
 def run_init(
@@ -67,27 +77,20 @@ def run_init(
         ax.plot(smooth(r["losses"]), label=name)
     ax.set(xlabel="iteration", ylabel="training loss (moving average of 20)", ylim=(0, 2.5))
     ax.legend()
-    save_figure(fig, out / "init.png")
-    result = {
-        "seed": seed,
-        "iterations": iterations,
-        "batch_size": batch_size,
-        "lr": lr,
-        "runs": runs,
-    }
-    save_json(result, out / "init.json")
-    return result
+    result = dict(seed=seed, iterations=iterations, batch_size=batch_size, lr=lr, runs=runs)
+    return _save(out, "init", fig, result)
 
 
-def _epochs(model, optimizer, x, t, x_eval, t_eval, epochs, batch_size, rng) -> dict:
-    """Train ``epochs`` epochs of the book's loop, each ``len(x) / batch_size`` random
-    batches (the book's sampling); accuracy on (x, t) and (x_eval, t_eval) before training
-    and after each epoch."""
+def _epochs(model, optimizer, train: tuple, held_out: tuple, epochs: int, rng) -> dict:
+    """Train ``epochs`` epochs of the book's loop on ``train = (x, t)``, each
+    ``len(x) / BATCH_SIZE`` random batches (the book's sampling); accuracy on ``train`` and
+    on ``held_out = (x_eval, t_eval)`` before training and after each epoch."""
+    (x, t), (x_eval, t_eval) = train, held_out
     curves: dict[str, list[float]] = {"train": [], "eval": []}
-    per_epoch = max(1, len(x) // batch_size)
+    per_epoch = max(1, len(x) // BATCH_SIZE)
     for epoch in range(epochs + 1):
         if epoch:
-            batches = random_batches(x, t, batch_size, per_epoch, rng)
+            batches = random_batches(x, t, BATCH_SIZE, per_epoch, rng)
             train_one_epoch(model, SoftmaxCrossEntropy(), optimizer, batches)
         curves["train"].append(evaluate(model, x, t, batch_size=1000)[0])
         curves["eval"].append(evaluate(model, x_eval, t_eval, batch_size=1000)[0])
@@ -123,17 +126,8 @@ def run_batchnorm(
                 weight_init=float(std),
                 batchnorm=bn,
             )
-            curves = _epochs(
-                model,
-                optim.SGD(model.parameters(), lr=lr),
-                x,
-                t,
-                x,
-                t,
-                epochs,
-                100,
-                np.random.default_rng([seed, k, 1]),
-            )
+            sgd, rng = optim.SGD(model.parameters(), lr=lr), np.random.default_rng([seed, k, 1])
+            curves = _epochs(model, sgd, (x, t), (x, t), epochs, rng)
             row["batchnorm" if bn else "plain"] = curves["train"]
         runs.append(row)
         log(
@@ -154,10 +148,8 @@ def run_batchnorm(
         ax.plot(row["plain"], "--", label="plain")
         ax.set(title=f"W std {row['std']:.2e}", ylim=(0, 1))
     axes.flat[0].legend(fontsize=8)
-    save_figure(fig, out / "batchnorm.png")
     result = {"seed": seed, "train_size": train_size, "epochs": epochs, "lr": lr, "runs": runs}
-    save_json(result, out / "batchnorm.json")
-    return result
+    return _save(out, "batchnorm", fig, result)
 
 
 def run_overfit(
@@ -190,17 +182,8 @@ def run_overfit(
     runs = {}
     for name, (wd, p) in variants.items():
         model = mlp(np.random.default_rng([seed, 0]), hidden=(100,) * 6, dropout=p)
-        curves = _epochs(
-            model,
-            BookWeightDecay(model, lr, wd),
-            x,
-            t,
-            x_test,
-            t_test,
-            epochs,
-            100,
-            np.random.default_rng([seed, 1]),
-        )
+        decay, rng = BookWeightDecay(model, lr, wd), np.random.default_rng([seed, 1])
+        curves = _epochs(model, decay, (x, t), (x_test, t_test), epochs, rng)
         gap = curves["train"][-1] - curves["eval"][-1]
         runs[name] = {"train": curves["train"], "test": curves["eval"], "gap": gap}
         log(
@@ -214,10 +197,8 @@ def run_overfit(
         ax.plot(r["test"], label="test")
         ax.set(title=name, xlabel="epoch", ylim=(0, 1))
     axes[0].legend()
-    save_figure(fig, out / "overfit.png")
     result = {"seed": seed, "train_size": train_size, "epochs": epochs, "lr": lr, "runs": runs}
-    save_json(result, out / "overfit.json")
-    return result
+    return _save(out, "overfit", fig, result)
 
 
 def run_hparams(
@@ -248,17 +229,8 @@ def run_hparams(
     for k in range(trials):
         lr, wd = 10 ** draw.uniform(-6, -2), 10 ** draw.uniform(-8, -4)
         model = mlp(np.random.default_rng([seed, 2, k]), hidden=(100,) * 6)
-        curves = _epochs(
-            model,
-            BookWeightDecay(model, lr, wd),
-            x[tr],
-            t[tr],
-            x[val],
-            t[val],
-            epochs,
-            100,
-            np.random.default_rng([seed, 3, k]),
-        )
+        decay, rng = BookWeightDecay(model, lr, wd), np.random.default_rng([seed, 3, k])
+        curves = _epochs(model, decay, (x[tr], t[tr]), (x[val], t[val]), epochs, rng)
         results.append(
             {"lr": lr, "weight_decay": wd, "val": curves["eval"], "train": curves["train"]}
         )
@@ -272,20 +244,12 @@ def run_hparams(
             f"hparams: best {rank + 1}: val accuracy {r['val'][-1]:.3f}  lr {r['lr']:.2e}  "
             f"weight decay {r['weight_decay']:.2e}"
         )
-    _plot_hparams(results[:show], out / "hparams.png")
-    result = {
-        "seed": seed,
-        "train_size": len(order),
-        "val_size": n_val,
-        "epochs": epochs,
-        "trials": results,
-    }
-    save_json(result, out / "hparams.json")
-    return result
+    result = dict(seed=seed, train_size=len(order), val_size=n_val, epochs=epochs, trials=results)
+    return _save(out, "hparams", _plot_hparams(results[:show]), result)
 
 
-def _plot_hparams(best: list[dict], path: Path) -> None:
-    """The validation and training curves of the ``best`` trials, a panel each."""
+def _plot_hparams(best: list[dict]) -> Any:
+    """The validation and training curves of the ``best`` trials, a panel each: the figure."""
     plt = pyplot()
     cols = 5
     rows = max(1, -(-len(best) // cols))
@@ -300,4 +264,4 @@ def _plot_hparams(best: list[dict], path: Path) -> None:
         ax.plot(r["train"], "--", label="train")
         ax.set(title=f"best {rank + 1}: lr {r['lr']:.1e}, wd {r['weight_decay']:.1e}", ylim=(0, 1))
         ax.title.set_fontsize(7)
-    save_figure(fig, path)
+    return fig

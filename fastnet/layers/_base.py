@@ -78,3 +78,14 @@ def cached(module: Module, name: str) -> Any:
     if value is None:
         raise RuntimeError(f"{type(module).__name__}.backward called before forward")
     return value
+
+
+def weighted_backward(layer: Module, dy: np.ndarray, *args: Any) -> np.ndarray:
+    """Backward of a layer with ``weight``, an optional ``bias`` and the input cached as
+    ``_x``: ``dx, dw, db = layer.ops.backward(dy, x, weight, *args)``; assigns
+    ``weight.grad`` (and ``bias.grad``) and returns ``dx``."""
+    dx, dw, db = layer.ops.backward(dy, cached(layer, "_x"), layer.weight.data, *args)
+    layer.weight.grad = dw
+    if layer.bias is not None:
+        layer.bias.grad = db
+    return dx

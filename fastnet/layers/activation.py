@@ -15,45 +15,37 @@ from kernels.activation.reference import (
 )
 
 
-class ReLU(Module):
-    """``y = max(x, 0)`` element-wise; backward uses the cached output."""
+class _Activation(Module):
+    """An element-wise activation: any shape -> same shape; backward uses the cached output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Any shape -> same shape."""
+        self._y = self.ops.forward(x)
+        return self._y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """``dx`` from ``dy`` and the cached output ``y`` (the formula: the class docstring)."""
+        return self.ops.backward(dy, cached(self, "_y"))
+
+
+class ReLU(_Activation):
+    """``y = max(x, 0)`` element-wise; backward ``dx = dy * (y > 0)`` uses the cached output."""
 
     KERNELS = kernel_table(
         fast=(relu_forward, relu_backward),
         reference=(relu_forward_ref, relu_backward_ref),
     )
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._y = None
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Any shape -> same shape."""
-        self._y = self.ops.forward(x)
-        return self._y
-
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """``dx = dy * (y > 0)``."""
-        return self.ops.backward(dy, cached(self, "_y"))
-
-
-class Sigmoid(Module):
-    """``y = 1 / (1 + exp(-x))`` element-wise, without overflow for large ``|x|``."""
+class Sigmoid(_Activation):
+    """``y = 1 / (1 + exp(-x))`` element-wise, without overflow for large ``|x|``; backward
+    ``dx = dy * y * (1 - y)`` uses the cached output."""
 
     KERNELS = kernel_table(
         fast=(sigmoid_forward, sigmoid_backward),
         reference=(sigmoid_forward_ref, sigmoid_backward_ref),
     )
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._y = None
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Any shape -> same shape."""
-        self._y = self.ops.forward(x)
-        return self._y
-
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """``dx = dy * y * (1 - y)``."""
-        return self.ops.backward(dy, cached(self, "_y"))

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from fastnet import backend
-from fastnet.layers._base import cached, float_dtype, init_weight, kernel_table, positive_int
+from fastnet.layers._base import (
+    cached,
+    float_dtype,
+    init_weight,
+    kernel_table,
+    positive_int,
+    weighted_backward,
+)
 from fastnet.module import Module, Parameter
 from kernels.affine import affine_backward, affine_forward
 from kernels.affine.reference import affine_backward_ref, affine_forward_ref
@@ -66,12 +73,7 @@ class Affine(Module):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """(N, out_features) -> input's shape; sets ``weight.grad`` and ``bias.grad``."""
-        x = cached(self, "_x")
-        dx, dw, db = self.ops.backward(dy, x, self.weight.data)
-        self.weight.grad = dw
-        if self.bias is not None:
-            self.bias.grad = db
-        return dx
+        return weighted_backward(self, dy)
 
     def extra_repr(self) -> str:
         d, m = self.weight.data.shape

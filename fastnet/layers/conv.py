@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnet.layers._base import cached, float_dtype, init_weight, kernel_table, positive_int
+from fastnet.layers._base import (
+    float_dtype,
+    init_weight,
+    kernel_table,
+    positive_int,
+    weighted_backward,
+)
 from fastnet.module import Module, Parameter
 from kernels import _checks
 from kernels.conv import conv2d_backward, conv2d_forward
@@ -73,12 +79,7 @@ class Conv2d(Module):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """(N, OC, OH, OW) -> (N, C, H, W); sets ``weight.grad`` and ``bias.grad``."""
-        x = cached(self, "_x")
-        dx, dw, db = self.ops.backward(dy, x, self.weight.data, self.stride, self.padding)
-        self.weight.grad = dw
-        if self.bias is not None:
-            self.bias.grad = db
-        return dx
+        return weighted_backward(self, dy, self.stride, self.padding)
 
     def extra_repr(self) -> str:
         oc, c, kh, kw = self.weight.data.shape

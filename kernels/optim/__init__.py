@@ -46,6 +46,11 @@ def _inplace(op: str, name: str, a: np.ndarray, param: np.ndarray | None = None)
     return a.reshape(-1)
 
 
+def _param_grad(op: str, param: np.ndarray, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Check ``param`` (updated in place) and ``grad`` against it; return both flat."""
+    return _inplace(op, "param", param), _grad(op, grad, param)
+
+
 def _optional(
     op: str, name: str, a: np.ndarray | None, param: np.ndarray, needed: bool, when: str
 ) -> np.ndarray:
@@ -99,8 +104,7 @@ def sgd_update(
         Use the multi-threaded variant.
     """
     op = "sgd_update"
-    flat = _inplace(op, "param", param)
-    g = _grad(op, grad, param)
+    flat, g = _param_grad(op, param, grad)
     buf = _optional(op, "momentum_buf", momentum_buf, param, momentum != 0, "when momentum != 0")
     if impl := _checks.cuda_impl(op, "optim", param=param, grad=grad, momentum_buf=momentum_buf):
         return impl.sgd_update(
@@ -145,10 +149,9 @@ def adagrad_update(
         Use the multi-threaded variant.
     """
     op = "adagrad_update"
-    flat = _inplace(op, "param", param)
-    g = _grad(op, grad, param)
+    flat, g = _param_grad(op, param, grad)
     acc = _inplace(op, "state_sum", state_sum, param)
-    _step(op, step)
+    t = _step(op, step)
     if impl := _checks.cuda_impl(op, "optim", param=param, grad=grad, state_sum=state_sum):
         return impl.adagrad_update(
             param, grad, state_sum, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
@@ -156,7 +159,7 @@ def adagrad_update(
         )  # fmt: skip
     cpu.adagrad_update(
         flat, g, acc, float(lr), float(lr_decay), float(weight_decay), float(eps),
-        _step(op, step), parallel=parallel,
+        t, parallel=parallel,
     )  # fmt: skip
 
 
@@ -200,8 +203,7 @@ def rmsprop_update(
         Use the multi-threaded variant.
     """
     op = "rmsprop_update"
-    flat = _inplace(op, "param", param)
-    g = _grad(op, grad, param)
+    flat, g = _param_grad(op, param, grad)
     sq = _inplace(op, "square_avg", square_avg, param)
     buf = _optional(op, "momentum_buf", momentum_buf, param, momentum > 0, "when momentum > 0")
     avg = _optional(op, "grad_avg", grad_avg, param, bool(centered), "when centered")
@@ -260,12 +262,11 @@ def adam_update(
         Use the multi-threaded variant.
     """
     op = "adam_update"
-    flat = _inplace(op, "param", param)
-    g = _grad(op, grad, param)
+    flat, g = _param_grad(op, param, grad)
     m = _inplace(op, "exp_avg", exp_avg, param)
     v = _inplace(op, "exp_avg_sq", exp_avg_sq, param)
     vmax = _optional(op, "max_exp_avg_sq", max_exp_avg_sq, param, bool(amsgrad), "when amsgrad")
-    _step(op, step)
+    t = _step(op, step)
     state = dict(exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, max_exp_avg_sq=max_exp_avg_sq)
     if impl := _checks.cuda_impl(op, "optim", param=param, grad=grad, **state):
         return impl.adam_update(
@@ -275,6 +276,6 @@ def adam_update(
         )  # fmt: skip
     cpu.adam_update(
         flat, g, m, v, vmax, float(lr), float(beta1), float(beta2), float(eps),
-        float(weight_decay), _step(op, step), bool(amsgrad), bool(decoupled_weight_decay),
+        float(weight_decay), t, bool(amsgrad), bool(decoupled_weight_decay),
         parallel=parallel,
     )  # fmt: skip

@@ -8,6 +8,8 @@ index ``h * W + w`` of each maximum in its unpadded input plane.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
 from kernels import _checks
@@ -42,6 +44,22 @@ def _geometry(
         )
     out = tuple((n - ki) // si + 1 for n, ki, si in zip(padded, k, s, strict=True))
     return k + s + p, out
+
+
+def _forward_args(
+    op: str, x: np.ndarray, kernel_size: Pair, stride: Pair | None, padding: Pair
+) -> tuple[np.ndarray, tuple[int, ...], tuple[int, ...], ModuleType | None]:
+    """Validate a forward call.
+
+    Returns
+    -------
+    tuple
+        ``x`` (C-contiguous), ``(KH, KW, SH, SW, PH, PW)``, ``(OH, OW)``, and
+        ``kernels.pool.cuda`` for a device ``x``, else None.
+    """
+    x = _checks.float_array(op, "x", x, NCHW)
+    params, out = _geometry(op, x.shape[2:], kernel_size, stride, padding)
+    return x, params, out, _checks.cuda_impl(op, "pool", x=x)
 
 
 def _x_shape(op: str, x_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -97,10 +115,8 @@ def maxpool2d_forward(
         Flat index ``h * W + w`` of each maximum in its input plane; ties go to the
         first in row-major window order.
     """
-    op = "maxpool2d_forward"
-    x = _checks.float_array(op, "x", x, NCHW)
-    params, out = _geometry(op, x.shape[2:], kernel_size, stride, padding)
-    if impl := _checks.cuda_impl(op, "pool", x=x):
+    x, params, out, impl = _forward_args("maxpool2d_forward", x, kernel_size, stride, padding)
+    if impl:
         return impl.maxpool2d_forward(x, kernel_size, stride, padding)
     y = np.empty(x.shape[:2] + out, dtype=x.dtype)
     indices = np.empty(y.shape, dtype=np.int64)
@@ -154,8 +170,7 @@ def avgpool2d_forward(
     Parameters
     ----------
     x : ndarray (N, C, H, W), float32 or float64
-    kernel_size, stride, padding : int or (int, int)
-        ``stride=None`` means ``kernel_size``; ``padding <= kernel_size / 2`` per dimension.
+    kernel_size, stride, padding : int or (int, int), as in :func:`maxpool2d_forward`
     parallel : bool
         Use the multi-threaded variant.
 
@@ -163,10 +178,8 @@ def avgpool2d_forward(
     -------
     ndarray (N, C, OH, OW), x's dtype; ``OH = (H + 2PH - KH) // SH + 1``, likewise ``OW``.
     """
-    op = "avgpool2d_forward"
-    x = _checks.float_array(op, "x", x, NCHW)
-    params, out = _geometry(op, x.shape[2:], kernel_size, stride, padding)
-    if impl := _checks.cuda_impl(op, "pool", x=x):
+    x, params, out, impl = _forward_args("avgpool2d_forward", x, kernel_size, stride, padding)
+    if impl:
         return impl.avgpool2d_forward(x, kernel_size, stride, padding)
     y = np.empty(x.shape[:2] + out, dtype=x.dtype)
     cpu.avgpool2d_forward(_planes(x), _planes(y), *params, parallel=parallel)

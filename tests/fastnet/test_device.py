@@ -10,20 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from fastnet import backend
+from fastnet import backend, layers
 from fastnet.cli import main
 from fastnet.cli.common import resolve_device, say_device
 from fastnet.errors import FastnetError
-from fastnet.layers import (
-    Affine,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    MaxPool2d,
-    ReLU,
-    SoftmaxCrossEntropy,
-)
 from fastnet.loop import evaluate
 from fastnet.module import Sequential
 from fastnet.optim import Adam
@@ -41,13 +31,13 @@ def tiny_net(seed: int, dtype: type = np.float64) -> Sequential:
     rng = np.random.default_rng(seed)
     f64 = {"rng": rng, "dtype": dtype}
     return Sequential(
-        Conv2d(1, 2, 3, padding=1, bias=False, **f64),  # (a bias before BN has zero grad)
-        BatchNorm2d(2, dtype=dtype),
-        ReLU(),
-        MaxPool2d(2),
-        Flatten(),
-        Affine(8, 3, **f64),
-        Dropout(0.3, rng=np.random.default_rng(seed + 1)),
+        layers.Conv2d(1, 2, 3, padding=1, bias=False, **f64),  # (a bias before BN has zero grad)
+        layers.BatchNorm2d(2, dtype=dtype),
+        layers.ReLU(),
+        layers.MaxPool2d(2),
+        layers.Flatten(),
+        layers.Affine(8, 3, **f64),
+        layers.Dropout(0.3, rng=np.random.default_rng(seed + 1)),
     )
 
 
@@ -55,7 +45,7 @@ def run_step(net: Sequential, x: np.ndarray, labels: np.ndarray, device: str):
     """One forward, backward and Adam step on ``device``; everything comes back to the host."""
     net.to(device)
     opt = Adam(net.parameters(), lr=0.01)
-    loss_fn = SoftmaxCrossEntropy()
+    loss_fn = layers.SoftmaxCrossEntropy()
     xd = backend.to_device(x) if device == "cuda" else x
     logits = net(xd)
     loss = loss_fn(logits, labels)

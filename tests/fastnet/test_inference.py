@@ -8,20 +8,8 @@ import numpy as np
 import pytest
 from conftest import Double, assert_close, randomize_norms
 
-from fastnet import inference, models
+from fastnet import inference, layers, models
 from fastnet.inference import steps
-from fastnet.layers import (
-    Affine,
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    MaxPool2d,
-    ReLU,
-    Sigmoid,
-)
 from fastnet.module import Module, Sequential
 
 
@@ -39,7 +27,7 @@ def step_kinds(plan: inference.Plan) -> list[str]:
     return [str(s).split(": ")[1].split("(")[0] for s in plan.steps]
 
 
-class MyConv(Conv2d):
+class MyConv(layers.Conv2d):
     """A Conv2d subclass with its own forward: it must not be fused as a plain Conv2d."""
 
     def forward(self, x):
@@ -48,13 +36,18 @@ class MyConv(Conv2d):
 
 def conv_stack(dtype, rng, bias=True, norm=False, relu=False, pool=None, oc=20, stride=1):
     """A conv with the given followers, as the plan fuses them (Dropout in between is removed)."""
-    layers = [Conv2d(3, oc, 3, stride=stride, padding=1, bias=bias, rng=rng, dtype=dtype)]
-    layers += [BatchNorm2d(oc, dtype=dtype)] * norm + [Dropout(0.3)] + [ReLU()] * relu
-    layers += [pool] if pool is not None else []
-    return randomize_norms(Sequential(*layers), rng)
+    stack = [layers.Conv2d(3, oc, 3, stride=stride, padding=1, bias=bias, rng=rng, dtype=dtype)]
+    stack += [layers.BatchNorm2d(oc, dtype=dtype)] * norm + [layers.Dropout(0.3)]
+    stack += [layers.ReLU()] * relu + ([pool] if pool is not None else [])
+    return randomize_norms(Sequential(*stack), rng)
 
 
-POOLS = {"none": None, "max2x2": MaxPool2d(2), "max3x3": MaxPool2d(3, 1, 1), "avg2": AvgPool2d(2)}
+POOLS = {
+    "none": None,
+    "max2x2": layers.MaxPool2d(2),
+    "max3x3": layers.MaxPool2d(3, 1, 1),
+    "avg2": layers.AvgPool2d(2),
+}
 
 
 @pytest.mark.parametrize("pool", POOLS)
@@ -73,7 +66,7 @@ def test_conv_combinations_match_the_model(bias, norm, relu, pool, dtype, rng):
 @pytest.mark.parametrize("shape", [(1, 3, 8, 8), (5, 3, 7, 6), (2, 3, 3, 4)], ids=str)
 @pytest.mark.parametrize("oc", [1, 16, 40])
 def test_conv_relu_pool_shapes_match_the_model(oc, shape, dtype, rng):
-    model = conv_stack(dtype, rng, norm=True, relu=True, pool=MaxPool2d(2), oc=oc, stride=2)
+    model = conv_stack(dtype, rng, norm=True, relu=True, pool=layers.MaxPool2d(2), oc=oc, stride=2)
     assert_plan_matches(model, rng.standard_normal(shape).astype(dtype))
 
 
@@ -81,28 +74,29 @@ def test_conv_relu_pool_shapes_match_the_model(oc, shape, dtype, rng):
 @pytest.mark.parametrize("norm", [False, True], ids=["plain", "bn"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 def test_affine_combinations_match_the_model(bias, norm, relu, dtype, rng):
-    layers = [Flatten(), Affine(12, 7, bias=bias, rng=rng, dtype=dtype)]
-    layers += [BatchNorm1d(7, dtype=dtype)] * norm + [ReLU()] * relu + [Dropout()]
-    model = randomize_norms(Sequential(*layers), rng)
+    stack = [layers.Flatten(), layers.Affine(12, 7, bias=bias, rng=rng, dtype=dtype)]
+    stack += [layers.BatchNorm1d(7, dtype=dtype)] * norm + [layers.ReLU()] * relu
+    stack += [layers.Dropout()]
+    model = randomize_norms(Sequential(*stack), rng)
     plan = assert_plan_matches(model, rng.standard_normal((4, 3, 2, 2)).astype(dtype))
     span = "1" if not (norm or relu) else f"1-{1 + norm + relu}"
     assert [str(s).split(":")[0] for s in plan.steps] == ["0", span]
 
 
 def test_layers_it_does_not_fuse_run_as_themselves(dtype, rng):
-    inner = Sequential(Double(), BatchNorm2d(4, dtype=dtype), Sigmoid())
+    inner = Sequential(Double(), layers.BatchNorm2d(4, dtype=dtype), layers.Sigmoid())
     model = Sequential(
-        ReLU(),
-        Conv2d(2, 4, 3, rng=rng, dtype=dtype),
+        layers.ReLU(),
+        layers.Conv2d(2, 4, 3, rng=rng, dtype=dtype),
         inner,  # nested: opened up
-        MaxPool2d(2),
+        layers.MaxPool2d(2),
         MyConv(4, 4, 1, rng=rng, dtype=dtype),
-        ReLU(),
-        AvgPool2d(2, padding=1),
-        BatchNorm2d(4, dtype=dtype),
-        Affine(4 * 2 * 2, 3, rng=rng, dtype=dtype),  # flattens 4-d input itself
-        BatchNorm1d(3, dtype=dtype),
-        Sigmoid(),
+        layers.ReLU(),
+        layers.AvgPool2d(2, padding=1),
+        layers.BatchNorm2d(4, dtype=dtype),
+        layers.Affine(4 * 2 * 2, 3, rng=rng, dtype=dtype),  # flattens 4-d input itself
+        layers.BatchNorm1d(3, dtype=dtype),
+        layers.Sigmoid(),
     )
     randomize_norms(model, rng)
     plan = assert_plan_matches(model, rng.standard_normal((2, 2, 9, 9)).astype(dtype))
@@ -124,7 +118,7 @@ def test_a_small_batch_is_split_within_each_image(monkeypatch, rng):
     (40 channels: 2 or 3 blocks of the tile's 16 or 32 lanes, the last one partial)."""
     monkeypatch.setattr(numba, "get_num_threads", lambda: 4)
     monkeypatch.setattr(steps, "SPLIT_MIN_FLOPS", 1)
-    model = conv_stack(np.float32, rng, norm=True, relu=True, pool=MaxPool2d(2), oc=40)
+    model = conv_stack(np.float32, rng, norm=True, relu=True, pool=layers.MaxPool2d(2), oc=40)
     x = rng.standard_normal((1, 3, 10, 10)).astype(np.float32)
     plan = assert_plan_matches(model, x)
     step = plan.steps[0]
@@ -155,7 +149,12 @@ def test_the_plan_is_a_snapshot_in_eval_mode(rng):
 
 
 def test_buffers_are_allocated_once_per_input_shape(rng):
-    model = Sequential(Conv2d(3, 4, 3, rng=rng), ReLU(), Flatten(), Affine(64, 2, rng=rng))
+    model = Sequential(
+        layers.Conv2d(3, 4, 3, rng=rng),
+        layers.ReLU(),
+        layers.Flatten(),
+        layers.Affine(64, 2, rng=rng),
+    )
     plan = inference.compile(model)
     conv, affine = plan.steps[0], plan.steps[2]
     x = rng.standard_normal((5, 3, 6, 6)).astype(np.float32)
@@ -171,7 +170,7 @@ def test_buffers_are_allocated_once_per_input_shape(rng):
 
 
 def test_a_pool_that_does_not_fit_fails_as_in_the_model(rng):
-    model = conv_stack(np.float32, rng, relu=True, pool=MaxPool2d(2), stride=2)
+    model = conv_stack(np.float32, rng, relu=True, pool=layers.MaxPool2d(2), stride=2)
     x = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)  # the conv gives 1 x 1
     with pytest.raises(ValueError) as expected:
         model.eval()(x)
@@ -181,7 +180,7 @@ def test_a_pool_that_does_not_fit_fails_as_in_the_model(rng):
 
 
 def test_bad_input_is_a_clear_value_error(rng):
-    plan = inference.compile(Sequential(Conv2d(3, 4, 3, rng=rng), ReLU()))
+    plan = inference.compile(Sequential(layers.Conv2d(3, 4, 3, rng=rng), layers.ReLU()))
     with pytest.raises(
         ValueError, match="plan: x must be float32 .the model's dtype., got float64"
     ):
@@ -199,7 +198,7 @@ def test_a_layer_changing_the_dtype_is_caught_by_the_next_kernel(rng):
         def forward(self, x):
             return x.astype(np.float64)
 
-    model = Sequential(ToFloat64(), Conv2d(3, 4, 3, rng=rng))
+    model = Sequential(ToFloat64(), layers.Conv2d(3, 4, 3, rng=rng))
     x = rng.standard_normal((1, 3, 5, 5)).astype(np.float32)
     with pytest.raises(ValueError, match="same float dtype"):
         inference.compile(model)(x)
@@ -207,13 +206,13 @@ def test_a_layer_changing_the_dtype_is_caught_by_the_next_kernel(rng):
 
 def test_a_model_on_the_gpu_is_refused_with_a_clear_error(rng):
     pytest.importorskip("numba.cuda")
-    model = Sequential(Affine(3, 2, rng=rng)).to("cuda")
+    model = Sequential(layers.Affine(3, 2, rng=rng)).to("cuda")
     with pytest.raises(ValueError, match="the plan runs on the CPU"):
         inference.compile(model)
 
 
 def test_concurrent_calls_give_each_caller_its_own_result(rng):
-    model = conv_stack(np.float32, rng, relu=True, pool=MaxPool2d(2))
+    model = conv_stack(np.float32, rng, relu=True, pool=layers.MaxPool2d(2))
     plan = inference.compile(model)
     xs = [rng.standard_normal((3, 3, 8, 8)).astype(np.float32) for _ in range(4)]
     results = [None] * len(xs)

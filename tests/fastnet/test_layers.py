@@ -4,37 +4,24 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet import (
-    Affine,
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    MaxPool2d,
-    ReLU,
-    Sequential,
-    Sigmoid,
-    SoftmaxCrossEntropy,
-)
+from fastnet import Sequential, layers
 
 
 def small_convnet(rng: np.random.Generator, dtype=np.float64) -> Sequential:
     return Sequential(
-        Conv2d(2, 4, 3, padding=1, bias=False, rng=rng, dtype=dtype),  # BN follows
-        BatchNorm2d(4, dtype=dtype),
-        ReLU(),
-        MaxPool2d(2),
-        Conv2d(4, 3, 2, stride=(1, 2), padding=1, rng=rng, dtype=dtype),
-        Sigmoid(),
-        AvgPool2d(2, stride=1),
-        Flatten(),
-        Affine(3 * 3 * 1, 6, bias=False, rng=rng, dtype=dtype),  # BN follows
-        BatchNorm1d(6, dtype=dtype),
-        ReLU(),
-        Dropout(0.5, rng=rng),
-        Affine(6, 5, rng=rng, dtype=dtype),
+        layers.Conv2d(2, 4, 3, padding=1, bias=False, rng=rng, dtype=dtype),  # BN follows
+        layers.BatchNorm2d(4, dtype=dtype),
+        layers.ReLU(),
+        layers.MaxPool2d(2),
+        layers.Conv2d(4, 3, 2, stride=(1, 2), padding=1, rng=rng, dtype=dtype),
+        layers.Sigmoid(),
+        layers.AvgPool2d(2, stride=1),
+        layers.Flatten(),
+        layers.Affine(3 * 3 * 1, 6, bias=False, rng=rng, dtype=dtype),  # BN follows
+        layers.BatchNorm1d(6, dtype=dtype),
+        layers.ReLU(),
+        layers.Dropout(0.5, rng=rng),
+        layers.Affine(6, 5, rng=rng, dtype=dtype),
     )
 
 
@@ -81,7 +68,7 @@ def test_gradcheck_refuses_a_nondeterministic_model(rng):
 
 def test_float32_stays_float32_through_a_training_step(rng):
     net = small_convnet(rng, np.float32).train()
-    loss_fn = SoftmaxCrossEntropy()
+    loss_fn = layers.SoftmaxCrossEntropy()
     x = rng.standard_normal((4, 2, 6, 7)).astype(np.float32)
     logits = net(x)
     assert logits.dtype == np.float32
@@ -95,18 +82,18 @@ def test_float32_stays_float32_through_a_training_step(rng):
 
 def test_dropout_is_identity_in_eval_and_seeded_in_training(rng):
     x = rng.standard_normal((50, 40)).astype(np.float32)
-    d = Dropout(0.3, rng=np.random.default_rng(7))
+    d = layers.Dropout(0.3, rng=np.random.default_rng(7))
     np.testing.assert_array_equal(d.eval()(x), x)
     np.testing.assert_array_equal(d.backward(x), x)
     y1 = d.train()(x)
-    y2 = Dropout(0.3, rng=np.random.default_rng(7))(x)
+    y2 = layers.Dropout(0.3, rng=np.random.default_rng(7))(x)
     np.testing.assert_array_equal(y1, y2)
     kept = y1 != 0
     np.testing.assert_allclose(y1[kept], x[kept] / np.float32(0.7), rtol=1e-6)
 
 
 def test_batchnorm_running_statistics_follow_pytorch_semantics(rng):
-    bn = BatchNorm2d(3, momentum=0.2)
+    bn = layers.BatchNorm2d(3, momentum=0.2)
     x = (2 + 3 * rng.standard_normal((4, 3, 5, 5))).astype(np.float32)
     bn.train()(x)
     mean = x.mean(axis=(0, 2, 3))
@@ -123,15 +110,15 @@ def test_batchnorm_running_statistics_follow_pytorch_semantics(rng):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: Conv2d(0, 4, 3), "in_channels must be a positive integer"),
-        (lambda: Conv2d(1, 4, 3, stride=0), "stride must be >= 1"),
-        (lambda: Conv2d(1, 4, 3, dtype=np.int32), "float32 or float64"),
-        (lambda: Conv2d(1, 4, 3, weight_init="glorot"), "'he', 'xavier' or a float"),
-        (lambda: Affine(3, -1), "out_features must be a positive integer"),
-        (lambda: MaxPool2d(2, padding=-1), "padding must be >= 0"),
-        (lambda: BatchNorm2d(3, eps=float("nan")), "eps must be a finite number"),
-        (lambda: BatchNorm2d(3, momentum=1.5), r"momentum must be in \[0, 1\]"),
-        (lambda: Dropout(1.2), r"p must be in \[0, 1\]"),
+        (lambda: layers.Conv2d(0, 4, 3), "in_channels must be a positive integer"),
+        (lambda: layers.Conv2d(1, 4, 3, stride=0), "stride must be >= 1"),
+        (lambda: layers.Conv2d(1, 4, 3, dtype=np.int32), "float32 or float64"),
+        (lambda: layers.Conv2d(1, 4, 3, weight_init="glorot"), "'he', 'xavier' or a float"),
+        (lambda: layers.Affine(3, -1), "out_features must be a positive integer"),
+        (lambda: layers.MaxPool2d(2, padding=-1), "padding must be >= 0"),
+        (lambda: layers.BatchNorm2d(3, eps=float("nan")), "eps must be a finite number"),
+        (lambda: layers.BatchNorm2d(3, momentum=1.5), r"momentum must be in \[0, 1\]"),
+        (lambda: layers.Dropout(1.2), r"p must be in \[0, 1\]"),
     ],
 )
 def test_layer_constructors_reject_bad_hyperparameters(make, match):
@@ -141,6 +128,6 @@ def test_layer_constructors_reject_bad_hyperparameters(make, match):
 
 def test_layer_rejects_input_of_the_wrong_shape(rng):
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
-        Conv2d(3, 4, 3, rng=rng)(np.zeros((2, 3, 8), np.float32))
+        layers.Conv2d(3, 4, 3, rng=rng)(np.zeros((2, 3, 8), np.float32))
     with pytest.raises(ValueError, match=r"\(N, F\)"):
-        BatchNorm1d(3)(np.zeros((2, 3, 4, 4), np.float32))
+        layers.BatchNorm1d(3)(np.zeros((2, 3, 4, 4), np.float32))

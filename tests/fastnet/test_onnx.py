@@ -8,22 +8,10 @@ import pytest
 from conftest import Double, assert_close, randomize_norms
 from onnx import TensorProto, helper, numpy_helper
 
-from fastnet import models
+from fastnet import layers, models
 from fastnet import onnx as fonnx
 from fastnet.cli import main
 from fastnet.errors import OnnxError
-from fastnet.layers import (
-    Affine,
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    MaxPool2d,
-    ReLU,
-    Sigmoid,
-)
 from fastnet.module import Sequential
 
 STANDARD_OPS = {"Conv", "BatchNormalization", "Relu", "Sigmoid", "MaxPool", "AveragePool",
@@ -42,26 +30,28 @@ def run_ort(path, x: np.ndarray) -> np.ndarray:
 def every_layer_model(dtype, rng) -> Sequential:
     """Each exportable layer at least once, with the options ONNX spells out."""
     return randomize_norms(Sequential(
-        Conv2d(3, 5, (3, 2), stride=(2, 1), padding=(1, 0), bias=False, rng=rng, dtype=dtype),
-        BatchNorm2d(5, eps=1e-3, momentum=0.2, dtype=dtype),
-        Sigmoid(),
-        MaxPool2d(3, 1, 1),
-        Conv2d(5, 4, 1, rng=rng, dtype=dtype),
-        ReLU(),
-        Dropout(0.3),
-        AvgPool2d(2, padding=1),
-        Affine(4 * 4 * 5, 6, rng=rng, dtype=dtype),  # from 4-d input: a Flatten is inserted
-        BatchNorm1d(6, dtype=dtype),
-        ReLU(),
-        Flatten(),
-        Affine(6, 3, bias=False, rng=rng, dtype=dtype),
+        layers.Conv2d(3, 5, (3, 2), stride=(2, 1), padding=(1, 0), bias=False, rng=rng,
+                      dtype=dtype),
+        layers.BatchNorm2d(5, eps=1e-3, momentum=0.2, dtype=dtype),
+        layers.Sigmoid(),
+        layers.MaxPool2d(3, 1, 1),
+        layers.Conv2d(5, 4, 1, rng=rng, dtype=dtype),
+        layers.ReLU(),
+        layers.Dropout(0.3),
+        layers.AvgPool2d(2, padding=1),
+        layers.Affine(4 * 4 * 5, 6, rng=rng, dtype=dtype),  # from 4-d input: a Flatten is inserted
+        layers.BatchNorm1d(6, dtype=dtype),
+        layers.ReLU(),
+        layers.Flatten(),
+        layers.Affine(6, 3, bias=False, rng=rng, dtype=dtype),
     ), rng)  # fmt: skip
 
 
 def assert_same_model(loaded: Sequential, model: Sequential) -> None:
     """Same layers, hyper-parameters and state, in order, apart from Dropout (left out on
     export) and Flatten (export adds one before an Affine on 4-d input)."""
-    kept = [[m for m in net if type(m) not in (Dropout, Flatten)] for net in (loaded, model)]
+    dropped = (layers.Dropout, layers.Flatten)
+    kept = [[m for m in net if type(m) not in dropped] for net in (loaded, model)]
     assert [repr(m) for m in kept[0]] == [repr(m) for m in kept[1]]
     for a, b in zip(*kept, strict=True):
         for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
@@ -110,11 +100,11 @@ def test_round_trip_gives_the_same_outputs_in_both_dtypes(name, dtype, tmp_path,
 
 
 def test_a_loaded_model_fine_tunes(tmp_path, rng):
-    from fastnet import SoftmaxCrossEntropy, optim
+    from fastnet import optim
 
     fonnx.export(models.build("simple", rng), tmp_path / "m.onnx")
     net = fonnx.load(tmp_path / "m.onnx").train()
-    loss_fn, opt = SoftmaxCrossEntropy(), optim.SGD(net.parameters(), lr=0.1)
+    loss_fn, opt = layers.SoftmaxCrossEntropy(), optim.SGD(net.parameters(), lr=0.1)
     x, t = rng.random((8, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 8)
     losses = []
     for _ in range(5):
@@ -126,7 +116,7 @@ def test_a_loaded_model_fine_tunes(tmp_path, rng):
 
 def test_export_refuses_a_layer_without_onnx_equivalent(tmp_path, rng):
     with pytest.raises(OnnxError, match=r"layer 1 \(Double\) has no ONNX equivalent"):
-        fonnx.export(Sequential(Flatten(), Double()), tmp_path / "x.onnx", input_shape=(4,))
+        fonnx.export(Sequential(layers.Flatten(), Double()), tmp_path / "x.onnx", input_shape=(4,))
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -202,7 +192,8 @@ def test_old_opset_graph_with_initializers_listed_as_inputs_loads(tmp_path, rng)
     ]
     path = write_graph(tmp_path / "old.onnx", nodes, inits, ("N", 5), 10, listed)
     model = fonnx.load(path)
-    assert [type(m) for m in model] == [Affine, BatchNorm1d, Dropout] and model[2].p == 0.1
+    assert [type(m) for m in model] == [layers.Affine, layers.BatchNorm1d, layers.Dropout]
+    assert model[2].p == 0.1
     x = f32(rng, 3, 5)
     assert_close(model(x), run_ort(path, x), "conv")
 

@@ -10,19 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastnet import (
-    Affine,
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Flatten,
-    MaxPool2d,
-    ReLU,
-    Sequential,
-    Sigmoid,
-    SoftmaxCrossEntropy,
-)
+from fastnet import Sequential, layers
 
 FIXTURE = Path(__file__).parent / "data" / "torch_layers.npz"
 TOL = {"rtol": 1e-10, "atol": 1e-12}
@@ -42,18 +30,18 @@ def recorded() -> dict[str, np.ndarray]:
 def ported(recorded: dict[str, np.ndarray]) -> Sequential:
     f64 = np.float64
     net = Sequential(
-        Conv2d(2, 4, 3, padding=1, dtype=f64),
-        BatchNorm2d(4, dtype=f64),
-        ReLU(),
-        MaxPool2d(2),
-        Conv2d(4, 3, (2, 3), stride=(1, 2), padding=(1, 2), dtype=f64),
-        Sigmoid(),
-        AvgPool2d(2, stride=1, padding=1),
-        Flatten(),
-        Affine(60, 6, dtype=f64),
-        BatchNorm1d(6, momentum=0.3, dtype=f64),
-        ReLU(),
-        Affine(6, 5, dtype=f64),
+        layers.Conv2d(2, 4, 3, padding=1, dtype=f64),
+        layers.BatchNorm2d(4, dtype=f64),
+        layers.ReLU(),
+        layers.MaxPool2d(2),
+        layers.Conv2d(4, 3, (2, 3), stride=(1, 2), padding=(1, 2), dtype=f64),
+        layers.Sigmoid(),
+        layers.AvgPool2d(2, stride=1, padding=1),
+        layers.Flatten(),
+        layers.Affine(60, 6, dtype=f64),
+        layers.BatchNorm1d(6, momentum=0.3, dtype=f64),
+        layers.ReLU(),
+        layers.Affine(6, 5, dtype=f64),
     )
     prefix = "init."
     state = {
@@ -67,7 +55,7 @@ def ported(recorded: dict[str, np.ndarray]) -> Sequential:
 
 def test_training_forward_loss_and_gradients_match_pytorch(recorded):
     net = ported(recorded).train()
-    loss_fn = SoftmaxCrossEntropy()
+    loss_fn = layers.SoftmaxCrossEntropy()
     logits = net(recorded["x"])
     np.testing.assert_allclose(logits, recorded["train_logits"], **TOL)
     loss = loss_fn(logits, recorded["labels"])

@@ -12,7 +12,14 @@ import os
 
 import numpy as np
 import pytest
-from conftest import TOLERANCES, assert_close
+from conftest import (
+    ADAM,
+    TOLERANCES,
+    assert_close,
+    optim_case_ids,
+    optim_initial_states,
+    optim_step_kwargs,
+)
 
 from kernels.activation import reference as act_ref
 from kernels.affine import reference as aff_ref
@@ -311,18 +318,12 @@ def test_dropout(shape, p, dtype, rng, dev):
 
 # ---- optimizers -------------------------------------------------------------------------
 
-OPTIMIZERS = {  # name -> (kernel, reference, state arguments in order)
-    "sgd": (opt.sgd_update, opt_ref.sgd_update_ref, ("momentum_buf",)),
-    "adagrad": (opt.adagrad_update, opt_ref.adagrad_update_ref, ("state_sum",)),
-    "rmsprop": (
-        opt.rmsprop_update,
-        opt_ref.rmsprop_update_ref,
-        ("square_avg", "momentum_buf", "grad_avg"),
-    ),
-    "adam": (opt.adam_update, opt_ref.adam_update_ref, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")),
+OPTIMIZERS = {  # name -> (kernel, reference); their state arguments: OPTIM_STATES[name]
+    "sgd": (opt.sgd_update, opt_ref.sgd_update_ref),
+    "adagrad": (opt.adagrad_update, opt_ref.adagrad_update_ref),
+    "rmsprop": (opt.rmsprop_update, opt_ref.rmsprop_update_ref),
+    "adam": (opt.adam_update, opt_ref.adam_update_ref),
 }
-NEEDED_BY = {"momentum_buf": "momentum", "grad_avg": "centered", "max_exp_avg_sq": "amsgrad"}
-ADAM = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
 OPTIM_CASES = [
     ("sgd", dict(lr=0.1, weight_decay=0.1)),
     ("sgd", dict(lr=0.1, momentum=0.9, dampening=0.3, weight_decay=0.05)),
@@ -334,39 +335,20 @@ OPTIM_CASES = [
     ("adam", dict(ADAM, amsgrad=True, weight_decay=0.1)),
     ("adam", dict(ADAM, amsgrad=True, weight_decay=0.1, decoupled_weight_decay=True)),
 ]
-OPTIM_IDS = [name + "".join(f"-{k}" for k in hyper if k not in ADAM) for name, hyper in OPTIM_CASES]
-
-
-def _initial_states(name, hyper, shape, dtype):
-    """Torch's initial state (Adagrad's sum 0.1; SGD's buffer is overwritten: NaN); None
-    where unused."""
-    states = {}
-    for s in OPTIMIZERS[name][2]:
-        if s in NEEDED_BY and not hyper.get(NEEDED_BY[s]):
-            states[s] = None
-        else:
-            fill = {"sgd": np.nan, "adagrad": 0.1}.get(name, 0.0)
-            states[s] = np.full(shape, fill, dtype)
-    return states
-
-
-def _step_kwargs(name, t):
-    if name == "sgd":
-        return {"first_step": t == 1}
-    return {"step": t} if name in ("adagrad", "adam") else {}
+OPTIM_IDS = optim_case_ids(OPTIM_CASES)
 
 
 @pytest.mark.parametrize("shape", table([(), (37,)], [(64, 64, 3, 3), (1024, 50)]), ids=str)
 @pytest.mark.parametrize("name, hyper", OPTIM_CASES, ids=OPTIM_IDS)
 def test_optimizer(name, hyper, shape, dtype, rng, dev):
-    kernel, reference, _ = OPTIMIZERS[name]
+    kernel, reference = OPTIMIZERS[name]
     param = rng.standard_normal(shape).astype(dtype)
-    states = _initial_states(name, hyper, shape, dtype)
+    states = optim_initial_states(name, hyper, shape, dtype)
     param_dev = cuda.to_device(param)
     states_dev = {k: None if v is None else cuda.to_device(v) for k, v in states.items()}
     for t in range(1, 4):
         grad = rng.standard_normal(shape).astype(dtype)
-        kwargs = {**hyper, **_step_kwargs(name, t)}
+        kwargs = {**hyper, **optim_step_kwargs(name, t)}
         kernel(param_dev, dev(grad), *states_dev.values(), **kwargs)
         reference(param, grad.copy(), *states.values(), **kwargs)
         assert_device_close(param_dev, param, "optim")

@@ -6,27 +6,27 @@ reference (NumPy 2 keeps float32 with Python-float scalars) at float32 tolerance
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import (
+    ADAM,
+    NEEDED_BY,
+    OPTIM_STATES,
+    assert_close,
+    optim_case_ids,
+    optim_initial_states,
+    optim_step_kwargs,
+)
 
 import kernels.optim as ko
 from kernels.optim import reference as ref
 
 SHAPES = [(), (7,), (3, 5), (2, 3, 4, 5), (257,)]
 STEPS = 3
-# kernel name -> (kernel, reference, state arguments in order)
-KERNELS = {
-    "sgd": (ko.sgd_update, ref.sgd_update_ref, ("momentum_buf",)),
-    "adagrad": (ko.adagrad_update, ref.adagrad_update_ref, ("state_sum",)),
-    "rmsprop": (
-        ko.rmsprop_update,
-        ref.rmsprop_update_ref,
-        ("square_avg", "momentum_buf", "grad_avg"),
-    ),
-    "adam": (ko.adam_update, ref.adam_update_ref, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")),
+KERNELS = {  # name -> (kernel, reference); their state arguments: OPTIM_STATES[name]
+    "sgd": (ko.sgd_update, ref.sgd_update_ref),
+    "adagrad": (ko.adagrad_update, ref.adagrad_update_ref),
+    "rmsprop": (ko.rmsprop_update, ref.rmsprop_update_ref),
+    "adam": (ko.adam_update, ref.adam_update_ref),
 }
-# optional state -> the hyper-parameter that needs it
-NEEDED_BY = {"momentum_buf": "momentum", "grad_avg": "centered", "max_exp_avg_sq": "amsgrad"}
-ADAM = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
 CASES = [
     ("sgd", dict(lr=0.1)),
     ("sgd", dict(lr=0.1, weight_decay=0.1)),
@@ -45,26 +45,7 @@ CASES = [
     ("adam", dict(ADAM, weight_decay=0.1, decoupled_weight_decay=True)),
     ("adam", dict(ADAM, amsgrad=True, weight_decay=0.1, decoupled_weight_decay=True)),
 ]
-CASE_IDS = [name + "".join(f"-{k}" for k in hyper if k not in ADAM) for name, hyper in CASES]
-
-
-def _initial_states(name, hyper, shape, dtype):
-    """Torch's initial state: zeros (Adagrad's sum: 0.1); None where unused."""
-    states = {}
-    for s in KERNELS[name][2]:
-        if s in NEEDED_BY and not hyper.get(NEEDED_BY[s]):
-            states[s] = None
-        elif name == "sgd":  # overwritten on the first step: its content must not matter
-            states[s] = np.full(shape, np.nan, dtype)
-        else:
-            states[s] = np.full(shape, 0.1 if s == "state_sum" else 0.0, dtype)
-    return states
-
-
-def _step_kwargs(name, t):
-    if name == "sgd":
-        return {"first_step": t == 1}
-    return {"step": t} if name in ("adagrad", "adam") else {}
+CASE_IDS = optim_case_ids(CASES)
 
 
 def _copy(states):
@@ -74,14 +55,14 @@ def _copy(states):
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("name, hyper", CASES, ids=CASE_IDS)
 def test_kernel_matches_reference(name, hyper, shape, dtype, parallel, rng):
-    kernel, reference, _ = KERNELS[name]
+    kernel, reference = KERNELS[name]
     param = rng.standard_normal(shape).astype(dtype)
-    states = _initial_states(name, hyper, shape, dtype)
+    states = optim_initial_states(name, hyper, shape, dtype)
     param_ref, states_ref = param.copy(), _copy(states)
     for t in range(1, STEPS + 1):
         grad = rng.standard_normal(shape).astype(dtype)
         grad_copy = grad.copy()
-        kwargs = {**hyper, **_step_kwargs(name, t)}
+        kwargs = {**hyper, **optim_step_kwargs(name, t)}
         kernel(param, grad, *states.values(), **kwargs, parallel=parallel)
         reference(param_ref, grad.copy(), *states_ref.values(), **kwargs)
         np.testing.assert_array_equal(grad, grad_copy)
@@ -101,7 +82,7 @@ def test_kernel_matches_reference(name, hyper, shape, dtype, parallel, rng):
     ids=["sgd", "rmsprop", "adam"],
 )
 def test_unused_state_is_not_touched(name, hyper, rng):
-    kernel, _, state_names = KERNELS[name]
+    kernel, state_names = KERNELS[name][0], OPTIM_STATES[name]
     states = [rng.standard_normal(4) ** 2 for _ in state_names]
     before = [s.copy() for s in states]
     kernel(rng.standard_normal(4), rng.standard_normal(4), *states, **hyper)
