@@ -38,8 +38,8 @@ def test_two_processes_give_bit_identical_weights(tmp_path):
 @pytest.mark.parametrize("model", ["mlp", "vgg-bn"])  # vgg-bn has every layer type
 def test_fit_twice_in_one_process_gives_bit_identical_weights(model, tmp_path):
     config = TrainConfig(model=model, epochs=1, batch_size=20, limit=80, val_split=0.25)
-    for run in ("a", "b"):
-        run.fit(config, tmp_path / run, log=lambda line: None, progress=False)
+    for name in ("a", "b"):
+        run.fit(config, tmp_path / name, log=lambda line: None, progress=False)
     assert_identical(tmp_path / "a" / "checkpoint.npz", tmp_path / "b" / "checkpoint.npz")
 
 
