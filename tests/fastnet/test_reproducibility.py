@@ -15,7 +15,7 @@ import threadpoolctl
 from conftest import TOLERANCES
 from conftest import assert_identical_checkpoints as assert_identical
 
-from fastnet import models, optim
+from fastnet import models, optim, run
 from fastnet.config import TrainConfig
 from fastnet.layers import Conv2d, SoftmaxCrossEntropy
 from kernels.affine import affine_backward, affine_forward
@@ -27,8 +27,8 @@ SMALL = ["--limit", "240", "--batch-size", "40", "--val-split", "0.25", "--epoch
 
 def test_two_processes_give_bit_identical_weights(tmp_path):
     """vgg-bn: convolution, batch norm, pooling, dropout, affine, Adam, augmentation."""
-    for run in ("a", "b"):
-        argv = ["train", "--model", "vgg-bn", "--out", str(tmp_path / run),
+    for name in ("a", "b"):
+        argv = ["train", "--model", "vgg-bn", "--out", str(tmp_path / name),
                 "--seed", "7", "--augment", "2", *SMALL]  # fmt: skip
         done = subprocess.run([sys.executable, "-m", "fastnet.cli", *argv], capture_output=True)
         assert done.returncode == 0, done.stderr.decode()
