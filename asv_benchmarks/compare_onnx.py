@@ -17,6 +17,7 @@ the CPU model, its avx512f flag and the load average are printed with the figure
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -155,6 +156,12 @@ def main() -> int:
     if args.engine:
         print(json.dumps(measure(args.engine, args.threads, args.onnx, args.seconds)))
         return 0
+    peers = {"onnx": "onnx", "onnxruntime": "onnxruntime", "torch-eager": "torch==2.13.0"}
+    missing = [peers[e] for e in ("onnx", *args.engines) if e in peers
+               and importlib.util.find_spec(peers[e].split("=")[0]) is None]  # fmt: skip
+    if missing:  # a peer that is not installed: one line, not a traceback
+        print(f"not installed: pip install {' '.join(missing)}", file=sys.stderr)
+        return 2
 
     from fastnet import onnx
 

@@ -19,6 +19,7 @@ GFLOP/s and as a fraction of that ceiling.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -118,6 +119,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     args = parser.parse_args()
+    if importlib.util.find_spec("torch") is None:  # one line, not a traceback
+        print("PyTorch is not installed: pip install torch==2.13.0", file=sys.stderr)
+        return 2
 
     # torch ships its own libgomp.so.1, whose idle threads busy-wait. Loaded first, it would
     # also serve Numba's OpenMP threading layer (same soname), so fastnet's kernels would run

@@ -23,6 +23,8 @@ loopback Allreduce (its fixed cost: copies and sums).
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 import time
 from pathlib import Path
 
@@ -182,6 +184,9 @@ def main() -> None:
     parser.add_argument("--loopback-us", type=float, default=150.0)
     parser.add_argument("--repeats", type=int, default=2, help="scaling: runs per layout")
     args = parser.parse_args()
+    if args.what in ("allreduce", "scaling") and importlib.util.find_spec("mpi4py") is None:
+        print("mpi4py is not installed: pip install -e '.[mpi]'", file=sys.stderr)
+        raise SystemExit(2)  # one line, not a traceback
     if args.what == "allreduce":
         allreduce(args.rounds)
     elif args.what == "step":

@@ -9,11 +9,17 @@ to check that the same weights give the same outputs and gradients in fastnet. t
 never needed at test time.
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ModuleNotFoundError:  # the peer is optional: one line, not a traceback
+    print("PyTorch is not installed: pip install torch==2.13.0", file=sys.stderr)
+    raise SystemExit(2) from None
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fastnet" / "data" / "torch_layers.npz"
 

@@ -20,10 +20,16 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ModuleNotFoundError:  # the peer is optional: one line, not a traceback
+    print("PyTorch is not installed: pip install torch==2.13.0", file=sys.stderr)
+    raise SystemExit(2) from None
 
 OUT = Path(__file__).resolve().parents[1] / "tests/fastnet/data/torch_optim_trajectories.npz"
 STEPS = 20
