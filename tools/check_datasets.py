@@ -1,6 +1,6 @@
 """Check full copies of MNIST and Fashion-MNIST, and what a short training run reaches on them.
 
-    python tools/check_datasets.py ../shared/datasets   # any folder with mnist/ and fashion-mnist/
+    python tools/check_datasets.py ~/.cache/fastnet   # any folder with mnist/ and fashion-mnist/
     python tools/check_datasets.py /usr/share/datasets --datasets fashion-mnist --no-train
 
 For each dataset in ``ROOT/<name>/`` it checks the shapes, dtypes and value ranges and the

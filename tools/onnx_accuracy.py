@@ -27,7 +27,7 @@ import numpy as np
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data_dir", help="folder holding mnist/ (e.g. ../shared/datasets)")
+    parser.add_argument("data_dir", help="folder holding mnist/ (e.g. ~/.cache/fastnet)")
     parser.add_argument("--limit", type=int, default=6000, help="training images per model")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)

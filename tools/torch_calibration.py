@@ -61,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vgg")
     parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--data-dir", default="../shared/datasets")
+    parser.add_argument("--data-dir", default=None, help="as fastnet train --data-dir")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
