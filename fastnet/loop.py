@@ -21,13 +21,35 @@ OnStep = Callable[[float, int, int], None]  # (mean loss, correct predictions, b
 
 
 def train_one_epoch(
-    model: Module, loss_fn: Module, optimizer: Optimizer, batches: Iterable[Batch],
+    model: Module,
+    loss_fn: Module,
+    optimizer: Optimizer,
+    batches: Iterable[Batch],
     on_step: OnStep | None = None,
-) -> dict[str, float]:  # fmt: skip
-    """Train ``model`` on each batch once; return the epoch's mean loss and accuracy.
+) -> dict[str, float]:
+    """Train ``model`` on each batch once: forward, loss, backward, update.
 
-    ``on_step(loss, correct, size)``, when given, is called after every update (for a
-    progress bar, a checkpoint, a stop request: it may raise to end the epoch).
+    Parameters
+    ----------
+    model : Module
+        Put in training mode; its ``backward`` sets every parameter's ``grad``.
+    loss_fn : Module
+        ``loss_fn(logits, labels) -> float`` and ``loss_fn.backward() -> dlogits``, e.g.
+        :class:`fastnet.layers.SoftmaxCrossEntropy`.
+    optimizer : Optimizer
+        Over ``model.parameters()``; ``step()`` applies the gradients.
+    batches : iterable of (x, t)
+        Float images ``(B, ...)`` and integer labels ``(B,)``, e.g. from
+        :func:`fastnet.data.iterate_batches`.
+    on_step : callable, optional
+        ``on_step(loss, correct, size)`` after every update: the batch's mean loss, correct
+        predictions and images (for a progress bar, a checkpoint, a stop request; it may
+        raise to end the epoch).
+
+    Returns
+    -------
+    dict
+        ``{"loss": mean loss, "accuracy": fraction correct}`` over the epoch's images.
     """
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
@@ -46,12 +68,20 @@ def train_one_epoch(
 def evaluate(
     model: Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 100
 ) -> tuple[float, np.ndarray]:
-    """Accuracy of ``model`` in eval mode on uint8 ``images`` (scaled to [0, 1] batch by
-    batch); on the CPU through the compiled inference plan (:mod:`fastnet.inference`).
+    """Accuracy of ``model`` in eval mode on uint8 ``images``, scaled to [0, 1] batch by
+    batch; on the CPU through the compiled inference plan (:mod:`fastnet.inference`).
+
+    Parameters
+    ----------
+    model : Module
+        Left in eval mode.
+    images : ndarray uint8 (N, ...)
+    labels : ndarray int (N,)
+    batch_size : int
 
     Returns
     -------
-    (accuracy in [0, 1], predicted labels, int64 (N,))
+    (accuracy in [0, 1], predicted labels int64 (N,))
     """
     model.eval()
     device = backend.module_device(model)
