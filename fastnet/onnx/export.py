@@ -11,20 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from fastnet import layers
 from fastnet.checkpoint import atomic_write
 from fastnet.errors import OnnxError
-from fastnet.layers import (
-    Affine,
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    MaxPool2d,
-    ReLU,
-    Sigmoid,
-)
 from fastnet.module import Module
 from fastnet.onnx.extra import _require_onnx
 
@@ -108,7 +97,7 @@ class _GraphWriter:
         """Initializers for the layer's weight and (if any) bias."""
         return [self._const(f"{name}.{n}", p.data) for n, p in layer.named_parameters()]
 
-    def _conv(self, name: str, layer: Conv2d) -> None:
+    def _conv(self, name: str, layer: layers.Conv2d) -> None:
         self._node(
             "Conv",
             name,
@@ -120,7 +109,7 @@ class _GraphWriter:
             group=1,
         )
 
-    def _batchnorm(self, name: str, layer: BatchNorm1d | BatchNorm2d) -> None:
+    def _batchnorm(self, name: str, layer: layers.BatchNorm1d | layers.BatchNorm2d) -> None:
         stats = [
             self._const(f"{name}.{n}", getattr(layer, n)) for n in ("running_mean", "running_var")
         ]
@@ -132,12 +121,12 @@ class _GraphWriter:
             momentum=1 - layer.momentum,
         )
 
-    def _activation(self, name: str, layer: ReLU | Sigmoid) -> None:
+    def _activation(self, name: str, layer: layers.ReLU | layers.Sigmoid) -> None:
         self._node(type(layer).__name__.capitalize(), name, [])
 
-    def _pool(self, name: str, layer: MaxPool2d | AvgPool2d) -> None:
-        extra = {"count_include_pad": 1} if type(layer) is AvgPool2d else {}
-        op = "MaxPool" if type(layer) is MaxPool2d else "AveragePool"
+    def _pool(self, name: str, layer: layers.MaxPool2d | layers.AvgPool2d) -> None:
+        extra = {"count_include_pad": 1} if type(layer) is layers.AvgPool2d else {}
+        op = "MaxPool" if type(layer) is layers.MaxPool2d else "AveragePool"
         self._node(
             op,
             name,
@@ -152,25 +141,25 @@ class _GraphWriter:
         self._node("Flatten", name, [], axis=1)
         self.rank = 2
 
-    def _affine(self, name: str, layer: Affine) -> None:
+    def _affine(self, name: str, layer: layers.Affine) -> None:
         if self.rank != 2:  # Affine flattens its input; Gemm takes 2-d only
             self._flatten(f"{name}.flatten", layer)
         self._node("Gemm", name, self._params(name, layer), transB=0)
 
-    def _dropout(self, name: str, layer: Dropout) -> None:
+    def _dropout(self, name: str, layer: layers.Dropout) -> None:
         pass  # the identity at inference
 
     _WRITERS = {
-        Conv2d: _conv,
-        BatchNorm1d: _batchnorm,
-        BatchNorm2d: _batchnorm,
-        ReLU: _activation,
-        Sigmoid: _activation,
-        MaxPool2d: _pool,
-        AvgPool2d: _pool,
-        Flatten: _flatten,
-        Affine: _affine,
-        Dropout: _dropout,
+        layers.Conv2d: _conv,
+        layers.BatchNorm1d: _batchnorm,
+        layers.BatchNorm2d: _batchnorm,
+        layers.ReLU: _activation,
+        layers.Sigmoid: _activation,
+        layers.MaxPool2d: _pool,
+        layers.AvgPool2d: _pool,
+        layers.Flatten: _flatten,
+        layers.Affine: _affine,
+        layers.Dropout: _dropout,
     }
 
     def model(self, input_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Any:

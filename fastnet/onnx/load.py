@@ -21,19 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from fastnet import layers
 from fastnet.errors import OnnxError
-from fastnet.layers import (
-    Affine,
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    MaxPool2d,
-    ReLU,
-    Sigmoid,
-)
 from fastnet.module import Module, Sequential
 from fastnet.onnx.attributes import (
     _DTYPES,
@@ -126,7 +115,7 @@ class _GraphReader:
         self.defined.add(name)
 
     def model(self) -> Sequential:
-        layers: list[Module] = []
+        chain: list[Module] = []
         for i, node in enumerate(self.graph.node):
             where = (
                 f"{self.path}: node {_text(node.name) or '#' + str(i)!r} ({_text(node.op_type)})"
@@ -136,13 +125,13 @@ class _GraphReader:
             except ValueError as e:  # an OnnxError, or a layer refusing a value
                 raise OnnxError(f"{where}: {e}") from None
             if layer is not None:
-                layers.append(layer)
+                chain.append(layer)
         if self.graph.output[0].name != self.current:
             raise OnnxError(
                 f"{self.path}: the graph output {self.graph.output[0].name!r} is not "
                 "the last layer's output (fastnet loads a chain of layers)"
             )
-        return Sequential(*layers).eval()
+        return Sequential(*chain).eval()
 
     # -- one node ----------------------------------------------------------------------
     def _node(self, node: Any, where: str) -> Module | None:
@@ -218,7 +207,7 @@ class _GraphReader:
 
 
 # -- one handler per ONNX operator: (reader, node, attributes) -> the layer, or None --------
-def _conv(reader: _GraphReader, node: Any, attrs: dict) -> Conv2d:
+def _conv(reader: _GraphReader, node: Any, attrs: dict) -> layers.Conv2d:
     _only(attrs, _WINDOW | {"group"})
     w, b = reader.inputs(node, 2, 1)
     reader.needs_rank(4)
@@ -229,7 +218,7 @@ def _conv(reader: _GraphReader, node: Any, attrs: dict) -> Conv2d:
         )
     _only_value(attrs, "group", 1, "fastnet's Conv2d has no groups")
     _window_checks(attrs, w.shape[2:])
-    layer = Conv2d(
+    layer = layers.Conv2d(
         w.shape[1],
         w.shape[0],
         w.shape[2:],
@@ -242,7 +231,7 @@ def _conv(reader: _GraphReader, node: Any, attrs: dict) -> Conv2d:
     return _filled(layer, w, b)
 
 
-def _gemm(reader: _GraphReader, node: Any, attrs: dict) -> Affine:
+def _gemm(reader: _GraphReader, node: Any, attrs: dict) -> layers.Affine:
     _only(attrs, {"alpha", "beta", "transA", "transB"})
     w, c = reader.inputs(node, 2, 1)
     reader.needs_rank(2)
@@ -256,36 +245,40 @@ def _gemm(reader: _GraphReader, node: Any, attrs: dict) -> Affine:
                 f"C must have shape (M,) or (1, M) with M = {w.shape[1]}, got {c.shape}"
             )
         c = np.broadcast_to(c.reshape(-1), w.shape[1:]) * _float(attrs, "beta", 1.0)
-    layer = Affine(*w.shape, bias=c is not None, dtype=reader.dtype, rng=np.random.default_rng(0))
+    layer = layers.Affine(
+        *w.shape, bias=c is not None, dtype=reader.dtype, rng=np.random.default_rng(0)
+    )
     return _filled(layer, w, c)
 
 
 def _plain(
-    kind: type[ReLU | Sigmoid] | None, reader: _GraphReader, node: Any, attrs: dict
-) -> ReLU | Sigmoid | None:
+    kind: type[layers.ReLU | layers.Sigmoid] | None, reader: _GraphReader, node: Any, attrs: dict
+) -> layers.ReLU | layers.Sigmoid | None:
     """Relu, Sigmoid, and Identity (``kind`` None: no layer): no attributes, one input."""
     _only(attrs, set())
     reader.inputs(node, 0, 0)
     return None if kind is None else kind()
 
 
-def _maxpool(reader: _GraphReader, node: Any, attrs: dict) -> MaxPool2d:
+def _maxpool(reader: _GraphReader, node: Any, attrs: dict) -> layers.MaxPool2d:
     _only(attrs, _WINDOW | {"ceil_mode", "storage_order"})
     _only_value(attrs, "storage_order", 0, "fastnet has no column-major indices")
-    return _pool(reader, node, attrs, MaxPool2d)
+    return _pool(reader, node, attrs, layers.MaxPool2d)
 
 
-def _averagepool(reader: _GraphReader, node: Any, attrs: dict) -> AvgPool2d:
+def _averagepool(reader: _GraphReader, node: Any, attrs: dict) -> layers.AvgPool2d:
     _only(attrs, _WINDOW | {"ceil_mode", "count_include_pad"})
     if any(_pads(attrs)) and not _int(attrs, "count_include_pad", 0):
         raise OnnxError(
             "count_include_pad=0 with padding is not supported (fastnet's "
             "AvgPool2d counts the padding in the divisor)"
         )
-    return _pool(reader, node, attrs, AvgPool2d)
+    return _pool(reader, node, attrs, layers.AvgPool2d)
 
 
-def _pool(reader: _GraphReader, node: Any, attrs: dict, kind: type) -> MaxPool2d | AvgPool2d:
+def _pool(
+    reader: _GraphReader, node: Any, attrs: dict, kind: type
+) -> layers.MaxPool2d | layers.AvgPool2d:
     """What MaxPool and AveragePool share: the window, floor mode, pads up to half the kernel."""
     reader.inputs(node, 0, 0)
     reader.needs_rank(4)
@@ -300,7 +293,9 @@ def _pool(reader: _GraphReader, node: Any, attrs: dict, kind: type) -> MaxPool2d
     return kind(kernel, _ints(attrs, "strides", [1, 1]), pads)
 
 
-def _batchnormalization(reader: _GraphReader, node: Any, attrs: dict) -> BatchNorm1d | BatchNorm2d:
+def _batchnormalization(
+    reader: _GraphReader, node: Any, attrs: dict
+) -> layers.BatchNorm1d | layers.BatchNorm2d:
     _only(attrs, {"epsilon", "momentum", "training_mode", "spatial"})
     _only_value(attrs, "training_mode", 0, "fastnet loads inference graphs")
     _only_value(attrs, "spatial", 1, "fastnet normalizes per channel")
@@ -310,31 +305,33 @@ def _batchnormalization(reader: _GraphReader, node: Any, attrs: dict) -> BatchNo
         raise OnnxError("scale, B, mean and var must all have shape (C,)")
     if np.any(var < 0):
         raise OnnxError("the variance must not be negative")
-    kind = BatchNorm2d if reader.rank == 4 else BatchNorm1d
+    kind = layers.BatchNorm2d if reader.rank == 4 else layers.BatchNorm1d
     momentum = _float32(1 - _float(attrs, "momentum", 0.9))
     layer = kind(gamma.size, _float(attrs, "epsilon", 1e-5), momentum, dtype=reader.dtype)
     layer.running_mean[...], layer.running_var[...] = mean, var
     return _filled(layer, gamma, beta)
 
 
-def _flatten(reader: _GraphReader, node: Any, attrs: dict) -> Flatten:
+def _flatten(reader: _GraphReader, node: Any, attrs: dict) -> layers.Flatten:
     _only(attrs, {"axis"})
     reader.inputs(node, 0, 0)
     axis = _int(attrs, "axis", 1)
     if axis not in (1, 1 - reader.rank):
         raise OnnxError(f"axis {axis} is not supported (fastnet's Flatten keeps axis 0 only)")
     reader.rank = 2
-    return Flatten()
+    return layers.Flatten()
 
 
-def _dropout(reader: _GraphReader, node: Any, attrs: dict) -> Dropout:
+def _dropout(reader: _GraphReader, node: Any, attrs: dict) -> layers.Dropout:
     _only(attrs, {"ratio", "seed", "is_test"})
     ratio, training = reader.inputs(node, 2, 0, weights=False)
     if any(v is not None and v.size != 1 for v in (ratio, training)):
         raise OnnxError("ratio and training_mode must be scalars")
     if training is not None and bool(training.reshape(-1)[0]):
         raise OnnxError("training_mode=True is not supported (fastnet loads inference graphs)")
-    return Dropout(_float(attrs, "ratio", 0.5) if ratio is None else float(ratio.reshape(-1)[0]))
+    return layers.Dropout(
+        _float(attrs, "ratio", 0.5) if ratio is None else float(ratio.reshape(-1)[0])
+    )
 
 
 def _filled(layer: Module, weight: np.ndarray, bias: np.ndarray | None) -> Module:
@@ -350,8 +347,8 @@ def _filled(layer: Module, weight: np.ndarray, bias: np.ndarray | None) -> Modul
 HANDLERS: dict[str, Callable[[_GraphReader, Any, dict], Module | None]] = {
     "Conv": _conv,
     "BatchNormalization": _batchnormalization,
-    "Relu": partial(_plain, ReLU),
-    "Sigmoid": partial(_plain, Sigmoid),
+    "Relu": partial(_plain, layers.ReLU),
+    "Sigmoid": partial(_plain, layers.Sigmoid),
     "MaxPool": _maxpool,
     "AveragePool": _averagepool,
     "Flatten": _flatten,
