@@ -21,9 +21,16 @@ Affine                     Gemm with ``B`` = the (in, out) weight, ``transB=0`` 
 Dropout                    left out on export (the identity at inference); Dropout on load
 =========================  ===================================================================
 
+``load`` reads a model of any opset, 1 to the newest, with the attributes each opset gave
+these operators (``is_test``, ``spatial``, ``broadcast``, ``consumed_inputs`` ... from older
+exporters) as ONNX defines them; it refuses, in one line naming the attribute, only a value
+fastnet cannot honour (training mode, dilation, groups ...).
+
 The jobs, one file each: ``export.py`` (the graph writer), ``load.py`` (the graph reader and
-its table of operator handlers), ``attributes.py`` (node attributes and tensor values, read
-and checked), ``extra.py`` (the lazy import of the optional ``onnx`` package).
+its table of operator handlers), ``opsets.py`` (each operator's attributes, opset by opset,
+and the rules that depend on the model's opset), ``attributes.py`` (node attributes and
+tensor values, read and checked), ``extra.py`` (the lazy import of the optional ``onnx``
+package).
 """
 
 from fastnet.onnx.export import INPUT, IR_VERSION, OPSET, OUTPUT, export

@@ -16,8 +16,6 @@ from fastnet.errors import OnnxError
 # ONNX TensorProto data types the loader reads: FLOAT, DOUBLE, INT64, BOOL.
 _DTYPES = {1: np.float32, 11: np.float64, 7: np.int64, 9: np.bool_}
 _FIELDS = {1: "float_data", 11: "double_data", 7: "int64_data", 9: "int32_data"}
-# the attributes of a sliding window, which Conv, MaxPool and AveragePool share
-_WINDOW = {"auto_pad", "dilations", "kernel_shape", "pads", "strides"}
 
 
 def _tensor_values(t: Any, where: str) -> np.ndarray:
@@ -71,13 +69,6 @@ def _float32(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-def _only(attrs: dict, allowed: set[str]) -> None:
-    """Raise on the first (sorted) attribute not in ``allowed``."""
-    extra = sorted(set(attrs) - allowed)
-    if extra:
-        raise OnnxError(f"attribute {extra[0]!r} is not supported")
-
-
 def _int(attrs: dict, name: str, default: int) -> int:
     """Attribute ``name`` (``default`` if absent), which must be an int."""
     value = attrs.get(name, default)
@@ -122,16 +113,31 @@ def _pads(attrs: dict) -> tuple[int, int]:
     return top, left
 
 
-def _window_checks(attrs: dict, kernel: tuple[int, ...]) -> None:
-    """The checks Conv and the pools share: explicit pads only, no dilation, a 2-d window."""
-    if attrs.get("auto_pad", "NOTSET") != "NOTSET":
-        raise OnnxError(f"auto_pad={attrs['auto_pad']!r} is not supported (explicit pads only)")
-    if any(d != 1 for d in _ints(attrs, "dilations", [1, 1])):
-        raise OnnxError(
-            f"dilations {attrs['dilations']} are not supported (fastnet has no dilation)"
-        )
+def _window(attrs: dict, kernel: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, int]]:
+    """The strides and fastnet's symmetric ``(PH, PW)`` pads of Conv's or a pool's 2-d window
+    ``kernel``, from its attributes: explicit pads, or ``auto_pad`` VALID (none) or SAME
+    (with stride 1 and an odd kernel, half the kernel on each side); dilation only where it
+    changes nothing (along a kernel of width 1)."""
     if len(kernel) != 2 or tuple(kernel) != _ints(attrs, "kernel_shape", list(kernel)):
         raise OnnxError(
             f"kernel_shape {attrs.get('kernel_shape')} does not match the 2-d "
             f"kernel {tuple(kernel)}"
         )
+    dilations = _ints(attrs, "dilations", [1, 1])
+    if any(d != 1 and k != 1 for d, k in zip(dilations, kernel, strict=True)):
+        raise OnnxError(f"dilations {list(dilations)} are not supported (fastnet has no dilation)")
+    strides, auto_pad = _ints(attrs, "strides", [1, 1]), attrs.get("auto_pad", "NOTSET")
+    if auto_pad == "NOTSET":
+        return strides, _pads(attrs)
+    if auto_pad == "VALID":
+        return strides, (0, 0)
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        raise OnnxError(
+            f"auto_pad={auto_pad!r} is not supported (NOTSET, VALID, SAME_UPPER or SAME_LOWER)"
+        )
+    if strides != (1, 1) or any(k % 2 == 0 for k in kernel):
+        raise OnnxError(
+            f"auto_pad={auto_pad!r} with strides {strides} and kernel {tuple(kernel)} is not "
+            "supported (fastnet pads symmetrically: it needs stride 1 and an odd kernel)"
+        )
+    return strides, (kernel[0] // 2, kernel[1] // 2)

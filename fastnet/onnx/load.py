@@ -3,8 +3,10 @@
 ``_GraphReader`` follows the data tensor from the graph input to the graph output and asks
 the handler of each node's operator (``HANDLERS``, one function per ONNX operator) for its
 layer. Identity nodes are skipped and Constant nodes (and Identity nodes of constants) give
-constants. Anything else (another operator, an attribute fastnet's layer lacks, such as
-dilation, groups or ``auto_pad``, a graph that is not one chain of layers) is an
+constants. Every opset loads, from 1 to the newest: a node's attributes are those any opset
+gave its operator, read as :mod:`fastnet.onnx.opsets` says. Anything else (another
+operator, an attribute value fastnet's layer cannot honour, such as dilation, groups or
+training mode, a graph that is not one chain of layers) is an
 :class:`~fastnet.errors.OnnxError` naming the file, the node and its operator. A malformed
 file is an ``OnnxError`` too: the loader parses the protobuf itself, never reads external
 data files, and checks every tensor's size against its data before using it.
@@ -26,20 +28,18 @@ from fastnet.errors import OnnxError
 from fastnet.module import Module, Sequential
 from fastnet.onnx.attributes import (
     _DTYPES,
-    _WINDOW,
     _attributes,
     _float,
     _float32,
     _int,
     _ints,
-    _only,
     _only_value,
-    _pads,
     _tensor_values,
     _text,
-    _window_checks,
+    _window,
 )
 from fastnet.onnx.extra import _require_onnx
+from fastnet.onnx.opsets import check_known, gemm_bias, inference_mode, model_opset
 
 
 def load(path: str | os.PathLike) -> Sequential:
@@ -85,6 +85,7 @@ class _GraphReader:
 
     def __init__(self, path: Path, proto: Any) -> None:
         self.path, self.graph = path, proto.graph
+        self.opset = model_opset(proto, path)
         self.consts: dict[str, np.ndarray] = {}
         self.defined: set[str] = set()
         for t in self.graph.initializer:
@@ -104,6 +105,8 @@ class _GraphReader:
             )
         self.dtype = np.dtype(_DTYPES[tensor.elem_type])
         self.rank = len(tensor.shape.dim)
+        # the batch size where the graph input fixes it (the layers keep axis 0)
+        self.batch = (tensor.shape.dim[0].dim_value or None) if self.rank else None
         self._define(inputs[0].name, f"{path}: the graph input")
         self.current = inputs[0].name
         self.used = Counter(name for n in self.graph.node for name in n.input)
@@ -142,6 +145,7 @@ class _GraphReader:
                 f"operator {op!r} is not supported; fastnet loads {', '.join(SUPPORTED)}"
             )
         attrs = _attributes(node)
+        check_known(op, attrs)
         if len(node.output) < 1 or not all(node.output):
             raise OnnxError("it needs named outputs")
         if op == "Constant" or (op == "Identity" and node.input and node.input[0] in self.consts):
@@ -165,11 +169,8 @@ class _GraphReader:
         if len(node.output) != 1:
             raise OnnxError("a constant node must have one output")
         if node.op_type == "Constant":
-            if set(attrs) != {"value"} or not hasattr(attrs["value"], "data_type"):
-                raise OnnxError("only a Constant with a 'value' tensor is supported")
-            value = _tensor_values(attrs["value"], "its value")
+            value = _constant_value(attrs)
         else:
-            _only(attrs, set())
             if len(node.input) != 1:
                 raise OnnxError("an Identity node must have one input")
             value = self.consts[node.input[0]]
@@ -208,7 +209,6 @@ class _GraphReader:
 
 # -- one handler per ONNX operator: (reader, node, attributes) -> the layer, or None --------
 def _conv(reader: _GraphReader, node: Any, attrs: dict) -> layers.Conv2d:
-    _only(attrs, _WINDOW | {"group"})
     w, b = reader.inputs(node, 2, 1)
     reader.needs_rank(4)
     if w.ndim != 4 or (b is not None and b.shape != (w.shape[0],)):
@@ -217,13 +217,11 @@ def _conv(reader: _GraphReader, node: Any, attrs: dict) -> layers.Conv2d:
             f"{w.shape} and {None if b is None else b.shape}"
         )
     _only_value(attrs, "group", 1, "fastnet's Conv2d has no groups")
-    _window_checks(attrs, w.shape[2:])
     layer = layers.Conv2d(
         w.shape[1],
         w.shape[0],
         w.shape[2:],
-        _ints(attrs, "strides", [1, 1]),
-        _pads(attrs),
+        *_window(attrs, w.shape[2:]),
         bias=b is not None,
         dtype=reader.dtype,
         rng=np.random.default_rng(0),
@@ -232,19 +230,15 @@ def _conv(reader: _GraphReader, node: Any, attrs: dict) -> layers.Conv2d:
 
 
 def _gemm(reader: _GraphReader, node: Any, attrs: dict) -> layers.Affine:
-    _only(attrs, {"alpha", "beta", "transA", "transB"})
     w, c = reader.inputs(node, 2, 1)
     reader.needs_rank(2)
     _only_value(attrs, "transA", 0, "the data input must not be transposed")
     if w.ndim != 2:
         raise OnnxError(f"B must be 2-d, got shape {w.shape}")
     w = (w.T if _int(attrs, "transB", 0) else w) * _float(attrs, "alpha", 1.0)
+    c = gemm_bias(c, w.shape[1], attrs, reader.opset, reader.batch)
     if c is not None:
-        if c.ndim > 2 or c.size not in (1, w.shape[1]):
-            raise OnnxError(
-                f"C must have shape (M,) or (1, M) with M = {w.shape[1]}, got {c.shape}"
-            )
-        c = np.broadcast_to(c.reshape(-1), w.shape[1:]) * _float(attrs, "beta", 1.0)
+        c = c * _float(attrs, "beta", 1.0)
     layer = layers.Affine(
         *w.shape, bias=c is not None, dtype=reader.dtype, rng=np.random.default_rng(0)
     )
@@ -254,26 +248,25 @@ def _gemm(reader: _GraphReader, node: Any, attrs: dict) -> layers.Affine:
 def _plain(
     kind: type[layers.ReLU | layers.Sigmoid] | None, reader: _GraphReader, node: Any, attrs: dict
 ) -> layers.ReLU | layers.Sigmoid | None:
-    """Relu, Sigmoid, and Identity (``kind`` None: no layer): no attributes, one input."""
-    _only(attrs, set())
+    """Relu, Sigmoid, and Identity (``kind`` None: no layer): one input, and no attribute
+    but opsets 1-5's ``consumed_inputs``, a memory hint."""
     reader.inputs(node, 0, 0)
     return None if kind is None else kind()
 
 
 def _maxpool(reader: _GraphReader, node: Any, attrs: dict) -> layers.MaxPool2d:
-    _only(attrs, _WINDOW | {"ceil_mode", "storage_order"})
-    _only_value(attrs, "storage_order", 0, "fastnet has no column-major indices")
+    _int(attrs, "storage_order", 0)  # the order of the indices output, which is never used
     return _pool(reader, node, attrs, layers.MaxPool2d)
 
 
 def _averagepool(reader: _GraphReader, node: Any, attrs: dict) -> layers.AvgPool2d:
-    _only(attrs, _WINDOW | {"ceil_mode", "count_include_pad"})
-    if any(_pads(attrs)) and not _int(attrs, "count_include_pad", 0):
+    pool = _pool(reader, node, attrs, layers.AvgPool2d)
+    if any(pool.padding) and not _int(attrs, "count_include_pad", 0):
         raise OnnxError(
             "count_include_pad=0 with padding is not supported (fastnet's "
             "AvgPool2d counts the padding in the divisor)"
         )
-    return _pool(reader, node, attrs, layers.AvgPool2d)
+    return pool
 
 
 def _pool(
@@ -285,22 +278,26 @@ def _pool(
     if "kernel_shape" not in attrs:
         raise OnnxError("kernel_shape is missing")
     kernel = _ints(attrs, "kernel_shape", None)
-    _window_checks(attrs, kernel)
-    _only_value(attrs, "ceil_mode", 0, "fastnet pools in floor mode")
-    pads = _pads(attrs)
+    strides, pads = _window(attrs, kernel)
+    if _int(attrs, "ceil_mode", 0) and strides != (1, 1):
+        raise OnnxError(
+            f"ceil_mode={attrs['ceil_mode']} with strides {strides} is not supported "
+            "(fastnet pools in floor mode, which stride 1 makes the same)"
+        )
     if any(2 * p > k for p, k in zip(pads, kernel, strict=True)):
         raise OnnxError(f"pads {pads} larger than half the kernel {kernel} are not supported")
-    return kind(kernel, _ints(attrs, "strides", [1, 1]), pads)
+    return kind(kernel, strides, pads)
 
 
 def _batchnormalization(
     reader: _GraphReader, node: Any, attrs: dict
 ) -> layers.BatchNorm1d | layers.BatchNorm2d:
-    _only(attrs, {"epsilon", "momentum", "training_mode", "spatial"})
+    inference_mode("BatchNormalization", attrs, reader.opset)
     _only_value(attrs, "training_mode", 0, "fastnet loads inference graphs")
-    _only_value(attrs, "spatial", 1, "fastnet normalizes per channel")
     gamma, beta, mean, var = reader.inputs(node, 4, 4)
     reader.needs_rank(2, 4)
+    if reader.rank == 4:  # on (N, C) input, per activation (spatial=0) is per channel
+        _only_value(attrs, "spatial", 1, "on 4-d input it is per activation, not per channel")
     if any(v.shape != gamma.shape or v.ndim != 1 for v in (beta, mean, var)):
         raise OnnxError("scale, B, mean and var must all have shape (C,)")
     if np.any(var < 0):
@@ -313,7 +310,6 @@ def _batchnormalization(
 
 
 def _flatten(reader: _GraphReader, node: Any, attrs: dict) -> layers.Flatten:
-    _only(attrs, {"axis"})
     reader.inputs(node, 0, 0)
     axis = _int(attrs, "axis", 1)
     if axis not in (1, 1 - reader.rank):
@@ -323,15 +319,40 @@ def _flatten(reader: _GraphReader, node: Any, attrs: dict) -> layers.Flatten:
 
 
 def _dropout(reader: _GraphReader, node: Any, attrs: dict) -> layers.Dropout:
-    _only(attrs, {"ratio", "seed", "is_test"})
+    inference_mode("Dropout", attrs, reader.opset)
     ratio, training = reader.inputs(node, 2, 0, weights=False)
     if any(v is not None and v.size != 1 for v in (ratio, training)):
         raise OnnxError("ratio and training_mode must be scalars")
     if training is not None and bool(training.reshape(-1)[0]):
         raise OnnxError("training_mode=True is not supported (fastnet loads inference graphs)")
     return layers.Dropout(
-        _float(attrs, "ratio", 0.5) if ratio is None else float(ratio.reshape(-1)[0])
+        _float(attrs, "ratio", 0.5) if ratio is None else _float32(ratio.reshape(-1)[0])
     )
+
+
+# Constant's attributes that give a number or a list, and the dtype of the tensor made of it
+_CONSTANT_DTYPES = {
+    "value_float": np.float32,
+    "value_floats": np.float32,
+    "value_int": np.int64,
+    "value_ints": np.int64,
+}
+
+
+def _constant_value(attrs: dict) -> np.ndarray:
+    """The tensor a Constant node gives: its one attribute ``value`` (a tensor), or a
+    number or list of numbers in ``value_float(s)`` or ``value_int(s)``."""
+    if len(attrs) != 1:
+        raise OnnxError(f"a Constant must have one attribute, got {sorted(attrs)}")
+    ((name, value),) = attrs.items()
+    if name == "value" and hasattr(value, "data_type"):
+        return _tensor_values(value, "its value")
+    if name not in _CONSTANT_DTYPES or not isinstance(value, int | float | list):
+        raise OnnxError(
+            f"a Constant's {name!r} is not supported (fastnet reads a tensor 'value', "
+            "value_float(s) and value_int(s))"
+        )
+    return np.array(value, _CONSTANT_DTYPES[name])
 
 
 def _filled(layer: Module, weight: np.ndarray, bias: np.ndarray | None) -> Module:

@@ -13,6 +13,7 @@ from fastnet import onnx as fonnx
 from fastnet.cli import main
 from fastnet.errors import OnnxError
 from fastnet.module import Sequential
+from fastnet.onnx.opsets import ATTRIBUTES, defined
 
 STANDARD_OPS = {"Conv", "BatchNormalization", "Relu", "Sigmoid", "MaxPool", "AveragePool",
                 "Flatten", "Gemm"}  # fmt: skip
@@ -121,18 +122,27 @@ def test_export_refuses_a_layer_without_onnx_equivalent(tmp_path, rng):
 
 
 # -- import of graphs built with the onnx helper API -----------------------------------
-def write_graph(path, nodes, inits, in_shape=("N", 3, 9, 8), opset=17, extra_inputs=()):
+def write_graph(
+    path, nodes, inits, in_shape=("N", 3, 9, 8), opset=17, extra_inputs=(), out_shape=None
+):
     """An ONNX file: input ``x`` float32 ``in_shape``, output ``y``, these nodes and
-    initializers (name -> array)."""
+    initializers (name -> array), at ``opset`` and the oldest IR version that has it (onnx's
+    VERSION_TABLE); before IR version 4 every initializer is a graph input too, as the
+    exporters of the time wrote it."""
+    opsets = [helper.make_opsetid("", opset)]
+    ir_version = helper.find_min_ir_version_for(opsets)
+    if ir_version < 4 and not extra_inputs:
+        extra_inputs = [helper.make_tensor_value_info(k, TensorProto.FLOAT, list(v.shape))
+                        for k, v in inits.items()]  # fmt: skip
     graph = helper.make_graph(
         nodes,
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape)), *extra_inputs],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
         [numpy_helper.from_array(v, k) for k, v in inits.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8 if opset >= 13 else 5
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = ir_version
     path.write_bytes(model.SerializeToString())
     return path
 
@@ -205,13 +215,18 @@ UNSUPPORTED = {
     "op": ("Add", {}, {"w": W}, None, "operator 'Add' is not supported"),
     "dilation": ("Conv", {"dilations": [2, 2]}, {"w": W}, None, r"dilations \[2, 2\] are not"),
     "groups": ("Conv", {"group": 3}, {"w": W[:, :1]}, None, r"group=3 is not supported \(fastnet"),
-    "auto_pad": ("Conv", {"auto_pad": "SAME_UPPER"}, {"w": W}, None, "auto_pad='SAME_UPPER'"),
+    "auto_pad": ("Conv", {"auto_pad": "SAME_UPPER", "strides": [2, 2]}, {"w": W}, None,
+                 r"auto_pad='SAME_UPPER' with strides \(2, 2\) and kernel \(3, 3\) is not"),
+    "auto_pad-even": ("Conv", {"auto_pad": "SAME_LOWER"}, {"w": W[..., :2, :2]}, None,
+                      r"auto_pad='SAME_LOWER' with strides \(1, 1\) and kernel \(2, 2\)"),
+    "auto_pad-name": ("Conv", {"auto_pad": "SAME"}, {"w": W}, None, "auto_pad='SAME' is not"),
     "asymmetric": ("Conv", {"pads": [1, 1, 0, 0]}, {"w": W}, None, r"pads \[1, 1, 0, 0\]"),
     "conv1d": ("Conv", {}, {"w": W[0]}, None, r"weight must be \(OC, C, KH, KW\)"),
     "weight-input": ("Conv", {}, {}, None, "input 'w' must be a constant"),
     "float64-weight": ("Conv", {}, {"w": W.astype(np.float64)}, None, "finite float32 values"),
     "nan-weight": ("Conv", {}, {"w": W * np.nan}, None, "finite float32 values"),
-    "ceil": ("MaxPool", {"kernel_shape": [2, 2], "ceil_mode": 1}, {}, None, "ceil_mode=1"),
+    "ceil": ("MaxPool", {"kernel_shape": [2, 2], "ceil_mode": 1, "strides": [2, 2]}, {}, None,
+             r"ceil_mode=1 with strides \(2, 2\) is not supported"),
     "no-kernel": ("MaxPool", {}, {}, None, "kernel_shape is missing"),
     "big-pads": ("MaxPool", {"kernel_shape": [2, 2], "pads": [2] * 4}, {}, None, "half the"),
     "exclude-pad": ("AveragePool", {"kernel_shape": [3, 3], "pads": [1] * 4}, {}, None,
@@ -221,15 +236,36 @@ UNSUPPORTED = {
     "flatten-axis": ("Flatten", {"axis": 2}, {}, None, "axis 2 is not supported"),
     "bn-training": ("BatchNormalization", {"training_mode": 1}, BN, None, "training_mode=1"),
     "attribute": ("Relu", {"alpha": 0.5}, {}, None, "attribute 'alpha' is not supported"),
+    # values of older opsets' attributes (each case's opset in OPSET below)
+    "bn-is_test": ("BatchNormalization", {"is_test": 0}, BN, None,
+                   r"is_test=0 is not supported \(training mode"),
+    "bn-is_test-unset": ("BatchNormalization", {}, BN, None,
+                         r"is_test=0 \(the default before opset 7\) is not supported"),
+    "bn-spatial": ("BatchNormalization", {"spatial": 0}, BN, None,
+                   r"spatial=0 is not supported \(on 4-d input it is per activation"),
+    "dropout-is_test": ("Dropout", {"is_test": 0, "ratio": 0.1}, {}, None, "is_test=0 is not"),
+    "dropout-is_test-unset": ("Dropout", {}, {}, None, r"is_test=0 \(the default before opset 7"),
+    "gemm-broadcast": ("Gemm", {"broadcast": 0}, {"w": W[0, 0], "c": W[0, 0, 0]}, ("N", 3),
+                       r"broadcast=0 with C of shape \(3,\) is not supported"),
+    "gemm-broadcast-unset": ("Gemm", {}, {"w": W[0, 0], "c": W[0, 0, :1]}, ("N", 3),
+                             r"broadcast=0 \(the default before opset 7\) with C of shape"),
+    "gemm-broadcast-rows": ("Gemm", {"broadcast": 0}, {"w": W[0, 0], "c": np.eye(2, 3,
+                            dtype=np.float32)}, (2, 3), r"broadcast=0 with C of shape \(2, 3\)"),
+    "gemm-c-per-sample": ("Gemm", {}, {"w": W[0, 0], "c": W[0, 0, :, :1]}, ("N", 3),
+                          r"C must have shape \(N,\), \(1, N\), \(1,\) or \(\) with N = 3, got"),
 }  # fmt: skip
+OPSET = {"bn-is_test": 6, "bn-is_test-unset": 6, "bn-spatial": 7, "dropout-is_test": 6,
+         "dropout-is_test-unset": 1, "gemm-broadcast": 6, "gemm-broadcast-unset": 6,
+         "gemm-broadcast-rows": 6}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", UNSUPPORTED)
 def test_what_fastnet_lacks_is_a_one_line_error_naming_node_and_op(case, tmp_path, capsys):
     op, attrs, inits, shape, match = UNSUPPORTED[case]
-    names = ["w"] if op in ("Conv", "Gemm") else list(inits)
+    names = list(inits) or (["w"] if op in ("Conv", "Gemm") else [])
     node = helper.make_node(op, ["x", *names], ["y"], "bad", **attrs)
-    path = write_graph(tmp_path / "bad.onnx", [node], inits, shape or ("N", 3, 9, 8))
+    path = write_graph(tmp_path / "bad.onnx", [node], inits, shape or ("N", 3, 9, 8),
+                       OPSET.get(case, 17))  # fmt: skip
     with pytest.raises(OnnxError, match=match) as e:
         fonnx.load(path)
     assert str(e.value).startswith(f"{path}: node 'bad' ({op}): ") and "\n" not in str(e.value)
@@ -376,3 +412,175 @@ def test_a_torch_exported_model_loads(tmp_path, rng):
     with torch.no_grad():
         expected = tnet(x).numpy()
     assert_close(model(x.numpy()), expected, "conv")
+
+
+# -- every opset: files from older (and the newest) exporters ----------------------------
+NEWEST = onnx.defs.onnx_opset_version()
+# every attribute each operator has had in any opset, set to a value fastnet honours; a
+# node gets those its version at the model's opset defines (onnx's own schemas say which)
+EVERY_ATTRIBUTE = {
+    "Conv": {"auto_pad": "NOTSET", "dilations": [1, 1], "group": 1, "kernel_shape": [3, 3],
+             "pads": [1, 1, 1, 1], "strides": [1, 1]},
+    "BatchNormalization": {"consumed_inputs": [0, 0, 0, 1, 1], "epsilon": 1e-3, "is_test": 1,
+                           "momentum": 0.8, "spatial": 1, "training_mode": 0},
+    "Relu": {"consumed_inputs": [0]},
+    "MaxPool": {"auto_pad": "NOTSET", "ceil_mode": 0, "dilations": [1, 1], "kernel_shape": [2, 2],
+                "pads": [0, 0, 0, 0], "storage_order": 0, "strides": [2, 2]},
+    "AveragePool": {"auto_pad": "NOTSET", "ceil_mode": 0, "count_include_pad": 1,
+                    "dilations": [1, 1], "kernel_shape": [2, 2], "pads": [0, 0, 0, 0],
+                    "strides": [1, 1]},
+    "Sigmoid": {"consumed_inputs": [0]},
+    "Flatten": {"axis": 1},
+    "Dropout": {"consumed_inputs": [0], "is_test": 1, "ratio": 0.3, "seed": 7},
+    "Gemm": {"alpha": 0.5, "beta": 2.0, "broadcast": 1, "transA": 0, "transB": 1},
+}  # fmt: skip
+CHAIN = ("Conv", "BatchNormalization", "Relu", "MaxPool", "AveragePool", "Sigmoid", "Flatten",
+         "Dropout", "Gemm")  # fmt: skip
+
+
+def opset_nodes(opset: int) -> list:
+    """The nodes of CHAIN, each with every attribute its version at ``opset`` has; from
+    opset 12 Dropout's ratio is an input, from a Constant node."""
+    inputs = {"Conv": ["w", "b"], "BatchNormalization": ["g", "s", "m", "v"], "Gemm": ["fw", "fc"]}
+    nodes, data = [], "x"
+    for op in CHAIN:
+        has = set(onnx.defs.get_schema(op, opset).attributes)
+        assert has <= set(EVERY_ATTRIBUTE[op]), f"{op}-{opset} has a new attribute"
+        attrs = {k: v for k, v in EVERY_ATTRIBUTE[op].items() if k in has}
+        out = "y" if op == CHAIN[-1] else op.lower()
+        nodes.append(helper.make_node(op, [data, *inputs.get(op, [])], [out], op.lower(), **attrs))
+        data = out
+    if opset >= 12:
+        ratio = numpy_helper.from_array(np.array(0.3, np.float32))
+        nodes.insert(0, helper.make_node("Constant", [], ["ratio"], value=ratio))
+        nodes[CHAIN.index("Dropout") + 1].input.append("ratio")
+    return nodes
+
+
+def numpy_chain(x: np.ndarray, p: dict) -> np.ndarray:
+    """CHAIN on ``x`` (N, 3, 8, 8) in float64 NumPy, written from the ONNX operator
+    descriptions (onnxruntime runs no model before opset 7)."""
+    from numpy.lib.stride_tricks import sliding_window_view as windows
+
+    x, p = x.astype(np.float64), {k: v.astype(np.float64) for k, v in p.items()}
+    padded = np.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1)])
+    conv = np.einsum("nchwij,ocij->nohw", windows(padded, (3, 3), axis=(2, 3)), p["w"])
+    c = {k: v[:, None, None] for k, v in p.items() if v.ndim == 1}
+    norm = (conv + c["b"] - c["m"]) / np.sqrt(c["v"] + 1e-3) * c["g"] + c["s"]
+    pooled = np.maximum(norm, 0).reshape(len(x), 4, 4, 2, 4, 2).max(axis=(3, 5))
+    averaged = windows(pooled, (2, 2), axis=(2, 3)).mean(axis=(4, 5))
+    flat = (1 / (1 + np.exp(-averaged))).reshape(len(x), -1)
+    return (0.5 * flat @ p["fw"].T + 2.0 * p["fc"]).astype(np.float32)
+
+
+@pytest.mark.parametrize("opset", sorted({1, 6, 7, 9, 11, 13, 17, NEWEST}))
+def test_every_opset_loads_with_all_its_attributes_and_matches(opset, tmp_path, rng):
+    """A conv -> batchnorm -> relu -> maxpool -> averagepool -> sigmoid -> flatten -> dropout
+    -> gemm chain as an exporter of that opset writes it (is_test=1, spatial=1, broadcast=1,
+    consumed_inputs before opset 6 ...): checked by onnx, run by onnxruntime (opset 7 on),
+    and by NumPy."""
+    inits = {"w": f32(rng, 4, 3, 3, 3), "b": f32(rng, 4), "g": rng.uniform(0.5, 1.5, 4),
+             "s": f32(rng, 4), "m": f32(rng, 4), "v": rng.uniform(0.5, 2, 4),
+             "fw": f32(rng, 5, 4 * 3 * 3), "fc": f32(rng, 5)}  # fmt: skip
+    inits = {k: v.astype(np.float32) for k, v in inits.items()}
+    path = write_graph(tmp_path / f"opset{opset}.onnx", opset_nodes(opset), inits,
+                       ("N", 3, 8, 8), opset, out_shape=["N", 5])  # fmt: skip
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    model = fonnx.load(path)
+    assert [type(m).__name__ for m in model] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d",
+        "AvgPool2d", "Sigmoid", "Flatten", "Dropout", "Affine"]  # fmt: skip
+    assert model[1].eps == 1e-3 and model[7].p == 0.3
+    x = f32(rng, 3, 3, 8, 8)
+    got = model(x)
+    assert_close(got, numpy_chain(x, inits), "conv")
+    if opset >= 7:
+        assert_close(got, run_ort(path, x), "conv")
+
+
+def test_the_attribute_table_is_the_onnx_changelog():
+    """fastnet.onnx.opsets.ATTRIBUTES says in which opsets each attribute of each operator
+    fastnet loads exists: the schemas of the installed onnx, opset by opset, agree."""
+    assert set(ATTRIBUTES) == set(fonnx.SUPPORTED)
+    for op, table in ATTRIBUTES.items():
+        for opset in range(1, NEWEST + 1):
+            expected = set(onnx.defs.get_schema(op, opset).attributes)
+            assert {a for a in table if defined(op, a, opset)} == expected, f"{op} at {opset}"
+
+
+def single_node(op, inputs=("x",), **attrs):
+    return [helper.make_node(op, list(inputs), ["y"], op.lower(), **attrs)]
+
+
+MAXPOOL = {"kernel_shape": [3, 3], "strides": [1, 1]}
+CONV_W = {"w": np.linspace(-1, 1, 2 * 3 * 3 * 3, dtype=np.float32).reshape(2, 3, 3, 3)}
+# values fastnet honours beyond the defaults: (opset, nodes, initializers, input shape)
+HONOURED = {
+    "spatial0-on-features": (7, single_node("BatchNormalization", ["x", "g", "g", "z", "g"],
+                             spatial=0), {"g": np.full(5, 2, np.float32),
+                             "z": np.zeros(5, np.float32)}, ("N", 5)),
+    "storage-order": (8, single_node("MaxPool", **MAXPOOL, storage_order=1), {}, None),
+    "ceil-mode-stride-1": (10, single_node("MaxPool", **MAXPOOL, ceil_mode=1, pads=[1] * 4), {},
+                           None),
+    "avgpool-ceil-stride-1": (19, single_node("AveragePool", **MAXPOOL, ceil_mode=1,
+                              count_include_pad=1, pads=[1] * 4), {}, None),
+    "valid": (11, single_node("Conv", ["x", "w"], auto_pad="VALID", strides=[2, 2]), CONV_W,
+              None),
+    "same-upper": (11, single_node("Conv", ["x", "w"], auto_pad="SAME_UPPER"), CONV_W, None),
+    "same-lower-pool": (11, single_node("MaxPool", **MAXPOOL, auto_pad="SAME_LOWER"), {}, None),
+    "dilated-1x1": (13, single_node("Conv", ["x", "w"], dilations=[2, 2]),
+                    {"w": CONV_W["w"][..., :1, :1]}, None),
+    "constant-value-float": (13, [helper.make_node("Constant", [], ["r"], value_float=0.25),
+                                  *single_node("Dropout", ["x", "r"])], {}, None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", HONOURED)
+def test_values_fastnet_can_honour_load_and_match_onnxruntime(case, tmp_path, rng):
+    opset, nodes, inits, shape = HONOURED[case]
+    path = write_graph(tmp_path / f"{case}.onnx", nodes, inits, shape or ("N", 3, 9, 8), opset)
+    model = fonnx.load(path)
+    x = f32(rng, 2, *(shape or ("N", 3, 9, 8))[1:])
+    assert_close(model(x), run_ort(path, x), "conv")
+    if case == "constant-value-float":
+        assert model[0].p == 0.25
+
+
+# Gemm-6's broadcast attribute (None: left out, so 0), C's shape, the input's batch size
+GEMM6 = {"c": (1, (4,), "N"), "c-row": (1, (1, 4), "N"), "c-scalar": (1, (1,), "N"),
+         "whole-output": (0, (2, 4), 2), "whole-output-unset": (None, (2, 4), 2)}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", GEMM6)
+def test_gemm_before_opset_7_adds_c_as_its_broadcast_attribute_says(case, tmp_path, rng):
+    """Gemm-6: with broadcast=1, C broadcasts to the (M, N) output; with broadcast=0 (the
+    default) C is the whole output, which fastnet takes when the batch M is fixed and C's
+    rows are equal. onnxruntime runs no Gemm before opset 7: NumPy gives the output."""
+    broadcast, shape, batch = GEMM6[case]
+    w = f32(rng, 3, 4)
+    c = np.tile(f32(rng, 1, 4), (shape[0], 1)) if len(shape) == 2 else f32(rng, *shape)
+    attrs = {} if broadcast is None else {"broadcast": broadcast}
+    nodes = single_node("Gemm", ["x", "w", "c"], alpha=0.5, beta=2.0, **attrs)
+    path = write_graph(tmp_path / "gemm6.onnx", nodes, {"w": w, "c": c}, (batch, 3), 6)
+    x = f32(rng, 2, 3)
+    expected = 0.5 * x.astype(np.float64) @ w + 2.0 * c
+    assert_close(fonnx.load(path)(x), expected.astype(np.float32), "affine")
+
+
+@pytest.mark.parametrize("versions", [[], [9, 13], [0]], ids=str)
+def test_the_model_must_import_one_onnx_opset(versions, tmp_path):
+    path = write_graph(tmp_path / "m.onnx", single_node("Relu"), {})
+    proto = onnx.load(str(path))
+    del proto.opset_import[:]
+    proto.opset_import.extend(helper.make_opsetid("ai.onnx", v) for v in versions)
+    proto.opset_import.append(helper.make_opsetid("com.example", 1))
+    path.write_bytes(proto.SerializeToString())
+    with pytest.raises(OnnxError, match=f"^{path}: the model must import one version of the ONNX"):
+        fonnx.load(path)
+
+
+def test_a_string_constant_is_a_clear_error(tmp_path):
+    nodes = [helper.make_node("Constant", [], ["r"], "ratio", value_string="0.5"),
+             *single_node("Dropout", ["x", "r"])]  # fmt: skip
+    path = write_graph(tmp_path / "m.onnx", nodes, {}, opset=13)
+    with pytest.raises(OnnxError, match=r"node 'ratio' \(Constant\): a Constant's 'value_string'"):
+        fonnx.load(path)
