@@ -143,6 +143,63 @@ def profile(threads: int) -> None:
             print(f"  {s * 1e3:8.3f} ms {100 * s / total:5.1f}%  {rate}  {name}")
 
 
+def measure_rounds(
+    engines: list[str], rounds: int, command: Callable[[str], list[str]]
+) -> tuple[dict[str, list[dict]], dict[str, str]]:
+    """Run ``command(engine)`` (a process that prints one JSON line last) for each engine,
+    round by round. An engine whose process fails is left out of the later rounds; the
+    others go on.
+
+    Returns
+    -------
+    (results, failed)
+        ``{engine: [one dict per round it ran]}`` of the engines that ran at least once,
+        and ``{engine: why}`` (the last line of its standard error) of those that failed.
+    """
+    results: dict[str, list[dict]] = {e: [] for e in engines}
+    failed: dict[str, str] = {}
+    for _ in range(rounds):
+        for engine in [e for e in engines if e not in failed]:
+            done = subprocess.run(command(engine), capture_output=True, text=True)
+            lines = done.stdout.splitlines()
+            if done.returncode == 0 and lines:
+                results[engine].append(json.loads(lines[-1]))
+                continue
+            why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            failed[engine] = why
+    return {e: r for e, r in results.items() if r}, failed
+
+
+def print_results(results: dict[str, list[dict]], failed: dict[str, str], threads: int) -> None:
+    """The table of the engines measured (and the ceiling, if measured), then one line per
+    engine that could not run."""
+    if "ceiling" in results:
+        ceiling = statistics.median(r["gflops"] for r in results["ceiling"])
+        print(f"ceiling: NumPy 2048^3 sgemm {ceiling:.0f} GFLOP/s on {threads} threads")
+    engines = {e: runs for e, runs in results.items() if e != "ceiling"}
+    print("\n| engine | batch 100: ms (min-max) | img/s | batch 1: ms (min-max) |")
+    print("| --- | --- | --- | --- |")
+    for engine, runs in engines.items():
+        cells = []
+        for n in (100, 1):
+            v = [r[str(n)] * 1e3 for r in runs]
+            cells.append(f"{statistics.median(v):.3f} ({min(v):.3f}-{max(v):.3f})")
+            if n == 100:
+                cells.append(f"{100e3 / statistics.median(v):,.0f}")
+        print(f"| {engine} | " + " | ".join(cells) + " |")
+    if "fastnet-plan" in engines:
+        plan = {n: statistics.median(r[str(n)] for r in engines["fastnet-plan"]) for n in BATCHES}
+        for engine, runs in engines.items():
+            if engine != "fastnet-plan":
+                other = {n: statistics.median(r[str(n)] for r in runs) for n in BATCHES}
+                print(f"plan / {engine}: throughput at batch 100 {other[100] / plan[100]:.2f}x, "
+                      f"latency at batch 1 {plan[1] / other[1]:.2f}x")  # fmt: skip
+    for engine, why in failed.items():
+        rounds = len(results.get(engine, []))
+        done = f"after {rounds} round(s), measured above" if rounds else "not measured"
+        print(f"{engine} failed ({done}): {why}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -168,39 +225,19 @@ def main() -> int:
     print(f"{time.strftime('%Y-%m-%d %H:%M')}  {machine()}")
     print(f"VGG (the book's DeepConvNet), float32, {args.threads} threads, each engine in its "
           f"own process, {args.rounds} rounds")  # fmt: skip
-    results: dict[str, list[dict]] = {e: [] for e in ["ceiling", *args.engines]}
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "vgg.onnx")
         onnx.export(_vgg(), path)
-        for _ in range(args.rounds):
-            for engine in results:
-                cmd = [sys.executable, __file__, "--engine", engine, "--onnx", path,
-                       "--threads", str(args.threads), "--seconds", str(args.seconds)]  # fmt: skip
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-                results[engine].append(json.loads(out.stdout.splitlines()[-1]))
-    ceiling = statistics.median(r["gflops"] for r in results.pop("ceiling"))
-    print(f"ceiling: NumPy 2048^3 sgemm {ceiling:.0f} GFLOP/s on {args.threads} threads")
-    print("\n| engine | batch 100: ms (min-max) | img/s | batch 1: ms (min-max) |")
-    print("| --- | --- | --- | --- |")
-    for engine, runs in results.items():
-        cells = []
-        for n in (100, 1):
-            v = [r[str(n)] * 1e3 for r in runs]
-            cells.append(f"{statistics.median(v):.3f} ({min(v):.3f}-{max(v):.3f})")
-            if n == 100:
-                cells.append(f"{100e3 / statistics.median(v):,.0f}")
-        print(f"| {engine} | " + " | ".join(cells) + " |")
-    if "fastnet-plan" in results:
-        plan = {n: statistics.median(r[str(n)] for r in results["fastnet-plan"]) for n in BATCHES}
-        for engine, runs in results.items():
-            if engine != "fastnet-plan":
-                other = {n: statistics.median(r[str(n)] for r in runs) for n in BATCHES}
-                print(f"plan / {engine}: throughput at batch 100 {other[100] / plan[100]:.2f}x, "
-                      f"latency at batch 1 {plan[1] / other[1]:.2f}x")  # fmt: skip
+        results, failed = measure_rounds(
+            ["ceiling", *args.engines], args.rounds,
+            lambda engine: [sys.executable, __file__, "--engine", engine, "--onnx", path,
+                            "--threads", str(args.threads), "--seconds", str(args.seconds)],
+        )  # fmt: skip
+    print_results(results, failed, args.threads)
     print(f"after: {machine()}")
     if args.profile:
         profile(args.threads)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def save(
     meta : dict
         JSON-serialisable metadata (epoch, config, RNG states, ...).
     """
-    arrays = {f"model/{k}": np.asarray(v) for k, v in model_state.items()}
+    arrays: dict[str, Any] = {f"model/{k}": np.asarray(v) for k, v in model_state.items()}
     arrays.update({f"optim/{k}": np.asarray(v) for k, v in optim_state.items()})
     document = {"format": FORMAT, "version": VERSION, **meta}
     arrays["meta"] = np.array(json.dumps(document))
@@ -108,7 +108,8 @@ def load(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, np.n
         raise CheckpointError(f"{path}: not a fastnet checkpoint (bad metadata)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastnet checkpoint (wrong format tag)")
-    model_state, optim_state = {}, {}
+    model_state: dict[str, np.ndarray] = {}
+    optim_state: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
         group, _, name = key.partition("/")
         if group not in ("model", "optim") or not name or value.dtype.kind not in "fiub":

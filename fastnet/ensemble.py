@@ -97,7 +97,7 @@ def ensemble_evaluate(
     """
     if not models:
         raise EnsembleError("an ensemble needs at least one model")
-    probs = []
+    probs: list[np.ndarray] = []
     for model, name in zip(models, names, strict=True):
         p = _probabilities(model, name, images, batch_size)
         if probs and p.shape != probs[0].shape:

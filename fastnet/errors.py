@@ -29,6 +29,10 @@ class OnnxError(FastnetError, ValueError):
     """An ONNX file cannot be read as a fastnet model, or a model cannot be written as one."""
 
 
+class ImageError(FastnetError, ValueError):
+    """An image file cannot be read: not an image, truncated, or too large to decode."""
+
+
 class MissingExtra(FastnetError):
     """An optional dependency is not installed."""
 

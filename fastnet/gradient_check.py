@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from fastnet.layers.loss import SoftmaxCrossEntropy
@@ -66,7 +68,7 @@ def gradcheck(
             "call model.eval() or use p=0"
         )
     model.backward(loss_fn.backward())
-    analytic = {name: p.grad.copy() for name, p in model.named_parameters()}
+    analytic = {name: cast(np.ndarray, p.grad).copy() for name, p in model.named_parameters()}
     rng = np.random.default_rng(0) if rng is None else rng
     errors = {}
     for name, p in model.named_parameters():

@@ -11,7 +11,10 @@ import numpy as np
 
 
 def normal(
-    shape: tuple[int, ...], std: float, rng: np.random.Generator, dtype: type = np.float32
+    shape: tuple[int, ...],
+    std: float,
+    rng: np.random.Generator,
+    dtype: type | np.dtype = np.float32,
 ) -> np.ndarray:
     """Draw from N(0, std^2).
 
@@ -33,7 +36,10 @@ def normal(
 
 
 def he(
-    shape: tuple[int, ...], fan_in: int, rng: np.random.Generator, dtype: type = np.float32
+    shape: tuple[int, ...],
+    fan_in: int,
+    rng: np.random.Generator,
+    dtype: type | np.dtype = np.float32,
 ) -> np.ndarray:
     """He initialisation for ReLU nets: N(0, 2 / fan_in).
 
@@ -49,7 +55,10 @@ def he(
 
 
 def xavier(
-    shape: tuple[int, ...], fan_in: int, rng: np.random.Generator, dtype: type = np.float32
+    shape: tuple[int, ...],
+    fan_in: int,
+    rng: np.random.Generator,
+    dtype: type | np.dtype = np.float32,
 ) -> np.ndarray:
     """Xavier initialisation as in the book, for sigmoid/tanh nets: N(0, 1 / fan_in).
 

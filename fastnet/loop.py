@@ -34,7 +34,7 @@ def train_one_epoch(
     model : Module
         Put in training mode; its ``backward`` sets every parameter's ``grad``.
     loss_fn : Module
-        ``loss_fn(logits, labels) -> float`` and ``loss_fn.backward() -> dlogits``, e.g.
+        ``loss_fn(logits, labels) -> float`` and ``loss_fn.backward(1.0) -> dlogits``, e.g.
         :class:`fastnet.layers.SoftmaxCrossEntropy`.
     optimizer : Optimizer
         Over ``model.parameters()``; ``step()`` applies the gradients.
@@ -56,7 +56,7 @@ def train_one_epoch(
     for x, t in batches:
         logits = model(x)  # forward
         loss = loss_fn(logits, t)  # loss
-        model.backward(loss_fn.backward())  # backward: sets every parameter's .grad
+        model.backward(loss_fn.backward(1.0))  # backward (dL/dL = 1): sets every .grad
         optimizer.step()  # update
         hits = int(np.sum(np.argmax(backend.to_host(logits), axis=1) == t))
         loss_sum, correct, seen = loss_sum + float(loss) * len(t), correct + hits, seen + len(t)
@@ -88,6 +88,6 @@ def evaluate(
     forward = inference.compile(model) if device == "cpu" else model
     dtype = model.parameters()[0].data.dtype if model.parameters() else np.float32
     batches = iterate_batches(images, labels, batch_size, shuffle=False, dtype=dtype)
-    pred = [np.argmax(backend.to_host(forward(backend.to(x, device))), 1) for x, _ in batches]
-    pred = np.concatenate(pred).astype(np.int64)
+    parts = [np.argmax(backend.to_host(forward(backend.to(x, device))), 1) for x, _ in batches]
+    pred = np.concatenate(parts).astype(np.int64)
     return float(np.mean(pred == labels)), pred

@@ -14,12 +14,15 @@ NumPy references (``to("reference")``). A layer class lists both in its ``KERNEL
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from fastnet import backend
 from fastnet.backend import is_device
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 
 class Parameter:
@@ -61,6 +64,13 @@ class Module:
     """
 
     KERNELS: ClassVar[dict[str, Any]] = {}
+    # Set by __init__ and _use_kernels through object.__setattr__ (declared for type checkers).
+    _parameters: dict[str, Parameter]
+    _buffers: dict[str, None]
+    _modules: dict[str, Module]
+    training: bool
+    kernel_set: str
+    ops: Any
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
@@ -98,8 +108,12 @@ class Module:
         """Compute the output and cache what ``backward`` needs."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """Return ``dx`` and set the gradients of this module's parameters."""
+    def backward(self, dy: Any) -> np.ndarray:
+        """Return ``dx`` and set the gradients of this module's parameters.
+
+        ``dy`` is the gradient of the output (an array), or for a loss the gradient of the
+        loss value (a float, 1.0 at the end of the chain).
+        """
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, *args: Any) -> Any:
@@ -129,13 +143,13 @@ class Module:
                 yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
 
     # -- modes -------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> Module:
+    def train(self, mode: bool = True) -> Self:
         """Set training mode on this module and all sub-modules; returns ``self``."""
         for _, module in self.named_modules():
             object.__setattr__(module, "training", mode)
         return self
 
-    def eval(self) -> Module:
+    def eval(self) -> Self:
         """Set evaluation mode (``train(False)``); returns ``self``."""
         return self.train(False)
 
@@ -192,11 +206,12 @@ class Module:
             if name not in targets:
                 continue
             if is_device(targets[name]):
-                targets[name].copy_to_device(np.ascontiguousarray(value, targets[name].dtype))
+                device_array: Any = targets[name]
+                device_array.copy_to_device(np.ascontiguousarray(value, device_array.dtype))
             else:
                 targets[name][...] = value
 
-    def to(self, device_or_dtype: str | np.dtype | type) -> Module:
+    def to(self, device_or_dtype: str | np.dtype | type) -> Self:
         """Move the module to a device, or convert it to a dtype; in place.
 
         Parameters
@@ -229,7 +244,7 @@ class Module:
             raise ValueError(f"Module.to: dtype must be float32 or float64, got {dtype}")
         return self._apply(lambda a: _astype(a, dtype))
 
-    def _apply(self, fn: Any) -> Module:
+    def _apply(self, fn: Any) -> Self:
         """Replace every parameter and buffer ``a`` by ``fn(a)``; clear the gradients."""
         for _, module in self.named_modules():
             for p in module._parameters.values():

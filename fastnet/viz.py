@@ -5,12 +5,14 @@ user's digit image for ``fastnet predict``. Needs the ``plot`` extra (matplotlib
 from __future__ import annotations
 
 import json
+import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fastnet.errors import FastnetError, MissingExtra
+from fastnet.errors import FastnetError, ImageError, MissingExtra
 
 MAX_GRID = 100
 
@@ -32,6 +34,35 @@ def _require(module: str) -> Any:
         raise MissingExtra(f"this command needs {name}: pip install 'fastnet[plot]'") from None
 
 
+def _read_grey(image_mod: Any, path: str | Path) -> np.ndarray:
+    """Decode ``path`` as grey levels in [0, 1], float32 (H, W).
+
+    Raises :class:`ImageError` naming the file, in one line, for anything Pillow cannot
+    decode, and for an image of more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels: Pillow
+    only warns up to twice that limit, but a digit that large is no digit, and decoding
+    it would take over a gigabyte (a PNG of 15,000 x 15,000 pixels compresses to 30 KB).
+    """
+    limit = image_mod.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", image_mod.DecompressionBombWarning)
+            with image_mod.open(path) as im:
+                return np.asarray(im.convert("L"), dtype=np.float32) / 255
+    except (image_mod.DecompressionBombError, image_mod.DecompressionBombWarning):
+        raise ImageError(
+            f"{path}: the image is too large (more than {limit:,} pixels, Pillow's limit "
+            "against decompression bombs, PIL.Image.MAX_IMAGE_PIXELS)"
+        ) from None
+    except image_mod.UnidentifiedImageError:
+        empty = Path(path).is_file() and Path(path).stat().st_size == 0
+        why = "an empty file" if empty else "not in an image format Pillow knows"
+        raise ImageError(f"{path}: not a readable image ({why})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
+        text = e.strerror if isinstance(e, OSError) and e.filename else None
+        why = " ".join(str(text or e).split()) or type(e).__name__  # one line, whatever it says
+        raise ImageError(f"{path}: not a readable image ({why})") from None
+
+
 def load_digit(path: str | Path) -> np.ndarray:
     """Read a PNG/JPEG image as an MNIST-style digit.
 
@@ -39,16 +70,24 @@ def load_digit(path: str | Path) -> np.ndarray:
     white on black), cropped to the ink, scaled to fit 20x20 keeping the aspect ratio and
     centred by its centre of mass in a 28x28 frame, as MNIST was made.
 
+    Parameters
+    ----------
+    path : str or Path
+        An image file in any format Pillow reads, of at most ``PIL.Image.MAX_IMAGE_PIXELS``
+        pixels.
+
     Returns
     -------
     ndarray float32 (1, 28, 28) in [0, 1].
+
+    Raises
+    ------
+    ImageError
+        The file is missing, not an image, truncated, in a mode that has no grey
+        conversion, or too large; the message names the file (and the limit).
     """
     image_mod = _require("PIL")
-    try:
-        with image_mod.open(path) as im:
-            grey = np.asarray(im.convert("L"), dtype=np.float32) / 255
-    except (OSError, ValueError) as e:
-        raise FastnetError(f"{path}: not a readable image ({e})") from None
+    grey = _read_grey(image_mod, path)
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     if np.median(border) > 0.5:
         grey = 1 - grey
@@ -113,11 +152,11 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, losses, marker="o")
     ax_loss.set(xlabel="epoch", ylabel="train loss", title="loss")
-    for key in ("train_accuracy", "val_accuracy", "test_accuracy"):
-        if records and key in records[0]:
-            ax_acc.plot(epochs, [r[key] for r in records], marker="o", label=key.split("_")[0])
+    for label, (values, style) in _accuracies(records).items():
+        ax_acc.plot(epochs, values, style, marker="o", label=label)
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     ax_acc.legend()
+    integer_epochs(ax_loss, ax_acc)
     fig.tight_layout()
     written = [run / "curves.png"]
     fig.savefig(written[0], dpi=100)
@@ -137,3 +176,31 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         plt.close(fig)
         written.append(run / "filters.png")
     return written
+
+
+def _accuracies(records: list[dict]) -> dict[str, tuple[list[float], str]]:
+    """``{label: (accuracy per epoch, line style)}`` of the metrics ``records``: training
+    accuracy in eval mode, the validation or test accuracy, and the running accuracy of the
+    training steps (dropout and augmentation on), labelled as such. A line without
+    ``running_train_accuracy`` (written before fastnet measured the training accuracy in eval
+    mode) holds the running one as ``train_accuracy``."""
+    nan = float("nan")
+    new = [r if "running_train_accuracy" in r else {} for r in records]
+    curves = {
+        "train": ([r.get("train_accuracy", nan) for r in new], "-"),
+        "val": ([r.get("val_accuracy", nan) for r in records], "-"),
+        "test": ([r.get("test_accuracy", nan) for r in records], "-"),
+        "train steps (dropout, augmentation on)": (
+            [r.get("running_train_accuracy", r.get("train_accuracy", nan)) for r in records],
+            ":",
+        ),
+    }
+    return {k: v for k, v in curves.items() if not np.isnan(v[0]).all()}
+
+
+def integer_epochs(*axes: Any) -> None:
+    """Tick the x axis of each of ``axes`` (epochs) at whole numbers only."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))

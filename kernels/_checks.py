@@ -15,6 +15,7 @@ import functools
 import importlib
 import sys
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def cuda_impl(op: str, family: str, **arrays: object) -> ModuleType | None:
     return importlib.import_module(f"kernels.{family}.cuda")
 
 
-def float_array(op: str, name: str, a: object, layout: str) -> np.ndarray:
+def float_array(op: str, name: str, a: Any, layout: str) -> np.ndarray:
     """Return ``a`` as a C-contiguous float32/float64 array with ``len(layout)`` dims.
 
     A numba CUDA device array is checked the same way and returned as is; it must already
@@ -97,7 +98,7 @@ def _ndim(layout: str) -> tuple[int, bool]:
     return (len(names) - 1, True) if "..." in layout else (len(names), False)
 
 
-def device_contiguous(op: str, name: str, a: object) -> object:
+def device_contiguous(op: str, name: str, a: Any) -> Any:
     """Return the device array ``a`` if C-contiguous, else raise (it is never copied)."""
     if not a.is_c_contiguous():
         raise ValueError(f"{op}: device array {name} must be C-contiguous, got a strided view")
@@ -128,7 +129,7 @@ def _is_int(v: object) -> bool:
 
 def int_pair(op: str, name: str, value: int | tuple[int, int], minimum: int) -> tuple[int, int]:
     """Return ``value`` as a pair of ints ``>= minimum`` (an int means the same for H and W)."""
-    pair = (value, value) if _is_int(value) else value
+    pair: Any = (value, value) if _is_int(value) else value
     if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(map(_is_int, pair)):
         raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     if any(v < minimum for v in pair):

@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -115,18 +115,35 @@ def host() -> Isa:
     throughputs of the core Numba compiles for when ``CORES`` knows it (not when forced)."""
     name = host_isa()
     forced = bool(os.environ.get("FASTNET_ISA", "").strip())
-    core = {} if forced else CORES.get(_target()[0], {})
+    core: dict[str, Any] = {} if forced else CORES.get(_target()[0], {})
     return ISAS[name]._replace(**core) if name in ("avx512", "avx2") else ISAS[name]
+
+
+class IsaError(ValueError):
+    """``$FASTNET_ISA`` names no ISA of :data:`ISAS` (bad input, not a bug: a command line
+    maps it to a usage error)."""
+
+
+def forced_isa() -> str | None:
+    """``$FASTNET_ISA``, checked (None when unset or empty); cheap, for an early check.
+
+    Raises
+    ------
+    IsaError
+        It is set to a name not in :data:`ISAS`.
+    """
+    forced = os.environ.get("FASTNET_ISA", "").strip().lower()
+    if forced and forced not in ISAS:
+        raise IsaError(f"FASTNET_ISA must be one of {', '.join(ISAS)} (or unset), got {forced!r}")
+    return forced or None
 
 
 @functools.cache
 def host_isa() -> str:
     """The ISA the register tiles are shaped for: ``$FASTNET_ISA`` if set, else that of the
-    CPU Numba compiles for. Read once per process."""
-    forced = os.environ.get("FASTNET_ISA", "").strip().lower()
+    CPU Numba compiles for. Read once per process (:class:`IsaError` for a bad name)."""
+    forced = forced_isa()
     if forced:
-        if forced not in ISAS:
-            raise ValueError(f"FASTNET_ISA must be one of {', '.join(ISAS)}, got {forced!r}")
         return forced
     if platform.machine().lower() in ("arm64", "aarch64"):
         return "neon"

@@ -21,6 +21,7 @@ from fastnet.cli.other import cmd_download, cmd_experiment, cmd_models, cmd_plot
 from fastnet.cli.parser import build_parser
 from fastnet.cli.saved_model import cmd_evaluate, cmd_export, cmd_predict
 from fastnet.cli.train import cmd_train
+from kernels._isa import forced_isa
 
 __all__ = ["COMMANDS", "COMPILE_NOTICE", "UsageError", "build_parser", "main"]
 
@@ -48,11 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     -------
     int
         The exit code: 0 done, 1 an internal error, a diverged run or an OS error, 2 bad
-        input (argparse's errors exit 2 themselves), 130 interrupted.
+        input (argparse's errors exit 2 themselves; a ``$FASTNET_ISA`` that names no ISA),
+        130 interrupted.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        forced_isa()  # a bad $FASTNET_ISA is bad input: refused before any work
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("fastnet: interrupted", file=sys.stderr)
@@ -65,6 +68,7 @@ def _exit_code(e: Exception, command: str, debug: bool) -> int:
     """Report ``e`` (once per job under MPI) and return its exit code."""
     from fastnet.distributed import report
     from fastnet.errors import FastnetError, TrainingDiverged, TrainingInterrupted
+    from kernels._isa import IsaError
 
     if isinstance(e, TrainingInterrupted):
         report(e, str(e), sys.stdout)
@@ -72,7 +76,7 @@ def _exit_code(e: Exception, command: str, debug: bool) -> int:
     if isinstance(e, TrainingDiverged) or (isinstance(e, OSError) and not debug):
         report(e, f"fastnet {command}: error: {e}", sys.stderr)
         return 1
-    if isinstance(e, (UsageError, FastnetError)):
+    if isinstance(e, (UsageError, FastnetError, IsaError)):
         report(e, f"fastnet {command}: error: {e}", sys.stderr)
         return 2
     if debug:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -37,8 +38,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name, builder in models.MODELS.items():
         model = builder(np.random.default_rng(0))
         doc = (builder.__doc__ or "").strip().splitlines()[0]
-        print(f"{name:<8} {models.count_parameters(model):>9,} parameters  {doc}")
+        print(f"{name:<8} {models.count_parameters(model):>9,} parameters  {plain(doc)}")
     return 0
+
+
+def plain(text: str) -> str:
+    """``text`` without its reST markup: ``:role:`x``` and ````x```` read as ``x``."""
+    return re.sub(r"(?::\w+:)?`+([^`]*)`+", r"\1", text)
 
 
 def cmd_download(args: argparse.Namespace) -> int:

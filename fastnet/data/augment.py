@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,7 @@ def _elastic(text: str) -> tuple[float, float]:
 def _parse_text(text: str) -> AugmentSpec:
     if text.strip().isdigit():
         return AugmentSpec(shift=_shift(text))
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for item in text.split(","):
         key, sep, value = (s.strip() for s in item.partition("="))
         if not sep:
@@ -261,8 +262,8 @@ def augment_batch(
     n, _, h, w = x.shape
     s = spec.shift
     offsets = rng.integers(0, 2 * s + 1, size=(n, 2)) - s if s else np.zeros((n, 2))
-    angles = rng.uniform(-spec.rotate, spec.rotate, n) if spec.rotate else np.zeros(n)
-    scales = rng.uniform(1 - spec.scale, 1 + spec.scale, n) if spec.scale else np.ones(n)
+    angles = rng.uniform(-spec.rotate, spec.rotate, (n,)) if spec.rotate else np.zeros(n)
+    scales = rng.uniform(1 - spec.scale, 1 + spec.scale, (n,)) if spec.scale else np.ones(n)
     rows = slice(None) if rows is None else rows
     field = None
     if spec.elastic_alpha:

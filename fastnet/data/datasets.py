@@ -159,7 +159,7 @@ def iterate_batches(
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"iterate_batches: dtype must be float32 or float64, got {dtype}")
-    order = rng.permutation(len(images)) if shuffle else None
+    order = rng.permutation(len(images)) if shuffle and rng is not None else None
     return _batches(images, labels, batch_size, order, drop_last, dtype)
 
 

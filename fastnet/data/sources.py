@@ -13,14 +13,17 @@ The first of these folders that holds all four files is used (see :func:`locate_
 
 Only when none of them is complete are the missing files downloaded, into folder 1 (the
 user cache when no folder is named). Checksums are verified on download, not on files
-found in a folder: the bundled training images differ from the official file.
+found in a folder: the bundled training images differ from the official file. A download
+that fails removes the folders it created (when they hold no verified file).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fastnet.data import download as dl
@@ -153,7 +156,7 @@ def locate_dataset(
     for folder, origin in candidates:
         found = [_find(folder, file) for file in FILES]
         if all(found):
-            return Located(name, folder, tuple(found), origin)
+            return Located(name, folder, tuple(f for f in found if f is not None), origin)
     folder, origin = candidates[0]
     if not download:
         looked = ", ".join(str(f) for f, _ in candidates)
@@ -162,8 +165,10 @@ def locate_dataset(
             f"{name}: missing {', '.join(missing)} in {folder} (download=False; also looked "
             f"in {looked}). " + _put_files_hint(name, folder)
         )
-    _make_folder(name, folder)
-    paths = tuple(_find(folder, file) or _download(name, folder, file, progress) for file in FILES)
+    with _new_folder(name, folder):
+        paths = tuple(
+            _find(folder, file) or _download(name, folder, file, progress) for file in FILES
+        )
     return Located(name, folder, paths, f"downloaded into {origin}")
 
 
@@ -202,16 +207,16 @@ def download_dataset(
         created.
     """
     folder = dataset_dir(name, data_dir)
-    _make_folder(name, folder)
-    for file in FILES:
-        path = folder / file
-        if path.is_file() and dl.file_md5(path) == dl.MD5[name][file]:
-            status = "already there"
-        else:
-            _download(name, folder, file, progress)
-            status = "downloaded"
-        if log is not None:
-            log(f"{name}: {file} {status} (md5 {dl.MD5[name][file]}, as published)")
+    with _new_folder(name, folder):
+        for file in FILES:
+            path = folder / file
+            if path.is_file() and dl.file_md5(path) == dl.MD5[name][file]:
+                status = "already there"
+            else:
+                _download(name, folder, file, progress)
+                status = "downloaded"
+            if log is not None:
+                log(f"{name}: {file} {status} (md5 {dl.MD5[name][file]}, as published)")
     return folder
 
 
@@ -240,6 +245,22 @@ def _find(folder: Path, file: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+@contextlib.contextmanager
+def _new_folder(name: str, folder: Path) -> Iterator[None]:
+    """Create ``folder`` and its missing parents for a download; if the download fails,
+    remove those it created that are still empty (a failed download leaves nothing new;
+    a file that was verified is kept, for the next try)."""
+    created = list(itertools.takewhile(lambda p: not p.exists(), (folder, *folder.parents)))
+    try:
+        _make_folder(name, folder)
+        yield
+    except BaseException:
+        for path in created:  # the deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
 
 
 def _make_folder(name: str, folder: Path) -> None:

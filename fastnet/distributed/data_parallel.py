@@ -70,7 +70,8 @@ class Reducer:
             )
         shapes = [p.data.shape for p in self.params]
         shapes += [b.shape for name, b in model.named_buffers() if name in self.buffer_names]
-        self.buffer = np.empty(sum(int(np.prod(s)) for s in shapes) + extras, *dtypes)
+        (dtype,) = dtypes
+        self.buffer = np.empty(sum(int(np.prod(s)) for s in shapes) + extras, dtype)
         self.views, start = [], 0
         for shape in shapes:
             size = int(np.prod(shape))
@@ -267,7 +268,7 @@ def _crc(value: Any, crc: int = 0) -> int:
     if isinstance(value, np.ndarray):
         head = f"{value.dtype.str}{value.shape}".encode()
         data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
-        return zlib.crc32(data, zlib.crc32(head, crc))
+        return zlib.crc32(data, zlib.crc32(head, crc))  # type: ignore[arg-type]  # a buffer
     if isinstance(value, dict):
         for key in sorted(value):
             crc = _crc(value[key], zlib.crc32(str(key).encode(), crc))

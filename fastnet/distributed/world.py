@@ -109,7 +109,7 @@ class World:
         sizes = self.allgather(np.array([len(data)], np.int64))[:, 0]
         out = np.empty(int(sizes.sum()), np.uint8) if self.is_root else None
         self.comm.Gatherv(data, [out, sizes] if self.is_root else None, root=0)
-        if not self.is_root:
+        if out is None:  # not the root
             return None
         ends = np.cumsum(sizes)
         return [json.loads(out[e - s : e].tobytes()) for s, e in zip(sizes, ends, strict=True)]

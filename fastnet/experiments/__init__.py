@@ -71,8 +71,10 @@ def run(
     (x, t), (x_test, t_test) = _mnist(data_dir, given.pop("train_size", None))
     if name == "optimizers":
         return optimizers.run(out, (x, t), seed=seed, log=log, **given)
-    runner = {"init": curves.run_init, "batchnorm": curves.run_batchnorm,
-              "hparams": curves.run_hparams}.get(name)  # fmt: skip
+    runners: dict[str, Callable[..., dict]] = {
+        "init": curves.run_init, "batchnorm": curves.run_batchnorm, "hparams": curves.run_hparams
+    }  # fmt: skip
+    runner = runners.get(name)
     if runner is not None:
         return runner(out, x, t, seed=seed, log=log, **given)
     return curves.run_overfit(out, x, t, x_test, t_test, seed=seed, log=log, **given)

@@ -4,13 +4,14 @@ picture)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from fastnet.experiments._common import Log, pyplot, save_figure, save_json
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
     "tanh": np.tanh,
     "relu": lambda z: np.maximum(z, 0),
@@ -79,6 +80,8 @@ def run(
             near = "" if sat is None else f"{sat:.0%} within {SATURATION} of the ends, "
             log(f"activations: {act:<7} {init:<8} last layer: {near}std {rows['std'][-1]:.3g}")
         fig.suptitle(f"{act}: activations of each layer ({samples} inputs, {units} units)")
+        fig.supxlabel(f"{act} output")
+        fig.supylabel("count (30 bins)")
         save_figure(fig, out / f"activations-{act}.png")
     result = {
         "seed": seed,

@@ -26,8 +26,9 @@ from fastnet.experiments._common import (
 from fastnet.layers import SoftmaxCrossEntropy
 from fastnet.loop import evaluate, train_one_epoch
 from fastnet.models import mlp
+from fastnet.viz import integer_epochs
 
-INITS = {"std=0.01": 0.01, "Xavier": "xavier", "He": "he"}
+INITS: dict[str, str | float] = {"std=0.01": 0.01, "Xavier": "xavier", "He": "he"}
 BATCH_SIZE = 100  # the epoch experiments' batch size, as the book's scripts
 
 
@@ -54,7 +55,7 @@ def run_init(
 
     Returns ``{"runs": {init: {"losses", "final_loss"}}}`` (``out/init.json``, ``init.png``).
     """
-    runs = {}
+    runs: dict[str, dict[str, Any]] = {}
     for name, weight_init in INITS.items():
         model = mlp(np.random.default_rng([seed, 0]), weight_init=weight_init)
         losses = losses_of(
@@ -118,7 +119,7 @@ def run_batchnorm(
     x, t = x[:train_size], t[:train_size]
     runs = []
     for k, std in enumerate(np.logspace(0, -4, scales)):
-        row = {"std": float(std)}
+        row: dict[str, Any] = {"std": float(std)}
         for bn in (True, False):
             model = mlp(
                 np.random.default_rng([seed, k]),
@@ -143,11 +144,16 @@ def run_batchnorm(
         layout="constrained",
         squeeze=False,
     )
+    for ax in axes.flat[len(runs) :]:
+        ax.set_axis_off()
     for ax, row in zip(axes.flat, runs, strict=False):
         ax.plot(row["batchnorm"], label="BatchNorm")
         ax.plot(row["plain"], "--", label="plain")
         ax.set(title=f"W std {row['std']:.2e}", ylim=(0, 1))
+        integer_epochs(ax)
     axes.flat[0].legend(fontsize=8)
+    fig.supxlabel("epoch")
+    fig.supylabel("training accuracy")
     result = {"seed": seed, "train_size": train_size, "epochs": epochs, "lr": lr, "runs": runs}
     return _save(out, "batchnorm", fig, result)
 
@@ -195,7 +201,8 @@ def run_overfit(
     for ax, (name, r) in zip(axes, runs.items(), strict=True):
         ax.plot(r["train"], label="train")
         ax.plot(r["test"], label="test")
-        ax.set(title=name, xlabel="epoch", ylim=(0, 1))
+        ax.set(title=name, xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
+        integer_epochs(ax)
     axes[0].legend()
     result = {"seed": seed, "train_size": train_size, "epochs": epochs, "lr": lr, "runs": runs}
     return _save(out, "overfit", fig, result)
@@ -260,8 +267,13 @@ def _plot_hparams(best: list[dict]) -> Any:
         ax.set_axis_off()
     for rank, (ax, r) in enumerate(zip(axes.flat, best, strict=False)):
         ax.set_axis_on()
-        ax.plot(r["val"], label="val")
+        ax.plot(r["val"], label="validation")
         ax.plot(r["train"], "--", label="train")
-        ax.set(title=f"best {rank + 1}: lr {r['lr']:.1e}, wd {r['weight_decay']:.1e}", ylim=(0, 1))
-        ax.title.set_fontsize(7)
+        ax.set(ylim=(0, 1))
+        ax.set_title(f"{rank + 1}: lr {r['lr']:.1e}, wd {r['weight_decay']:.1e}", fontsize=8)
+        integer_epochs(ax)
+    axes.flat[0].legend(fontsize=8)
+    fig.supxlabel("epoch")
+    fig.supylabel("accuracy")
+    fig.suptitle(f"the {len(best)} best trials: learning rate (lr), weight decay (wd)")
     return fig

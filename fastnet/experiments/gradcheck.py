@@ -40,12 +40,12 @@ def run(
     result = {"seed": seed, "batch": batch, "max_checks": max_checks, "errors": errors}
     save_json(result, out / "gradcheck.json")
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = plt.subplots(figsize=(9, 4))
     for name, errs in errors.items():
         ax.plot(list(errs), np.log10(np.maximum(list(errs.values()), 1e-17)), "o", label=name)
-    ax.axhline(-6, color="grey", ls="--", lw=1)
-    ax.set_ylabel("log10 relative error")
-    ax.tick_params(axis="x", rotation=90, labelsize=7)
+    ax.axhline(-6, color="grey", ls="--", lw=1, label="1e-6")
+    ax.set(xlabel="parameter", ylabel="log10 relative error")
+    ax.tick_params(axis="x", rotation=90, labelsize=8)
     ax.legend(fontsize=8)
     ax.set_title("backprop vs numerical gradient (float64)")
     save_figure(fig, out / "gradcheck.png")

@@ -5,6 +5,7 @@ with the book's 5-layer MLP (loss curves, book 6.1.8)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,8 +25,10 @@ OPTIMIZERS = {
     "Adam": (lambda p, lr: optim.Adam(p, lr=lr), 0.3, 0.001),
 }
 
+F = TypeVar("F", float, np.ndarray)  # f takes numbers or arrays (a grid, for the contours)
 
-def f(x: float, y: float) -> float:
+
+def f(x: F, y: F) -> F:
     """The book's function ``x^2 / 20 + y^2``: 20 times steeper in y than in x."""
     return x**2 / 20 + y**2
 
@@ -72,14 +75,15 @@ def run(
     for ax, (name, r) in zip(axes.flat, function.items(), strict=True):
         ax.contour(gx, gy, f(gx, gy), levels=np.geomspace(0.1, 30, 12), cmap="Greys")
         pts = np.array(r["points"])
-        ax.plot(pts[:, 0], pts[:, 1], "o-", color="tab:red", ms=3)
-        ax.plot(0, 0, "+", color="black")
-        ax.set_title(f"{name} (lr {r['lr']})")
+        ax.plot(pts[:, 0], pts[:, 1], "o-", color="tab:red", ms=3, label=f"{steps} steps")
+        ax.plot(0, 0, "+", color="black", ms=10, label="minimum")
+        ax.set(title=f"{name} (lr {r['lr']})", xlabel="x", ylabel="y")
+    axes.flat[0].legend(fontsize=8, loc="lower right")
     save_figure(fig, out / "optimizers-function.png")
     result = {"seed": seed, "steps": steps, "function": function}
     if data is not None:
         x, t = data
-        curves = {}
+        curves: dict[str, dict[str, Any]] = {}
         for k, (name, (make, _, lr)) in enumerate(OPTIMIZERS.items()):
             model = mlp(np.random.default_rng([seed, 0]))
             losses = losses_of(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class Plan:
         list of (step name, seconds), in order.
         """
         x = self._check(x)
-        times = [[] for _ in self.steps]
+        times: list[list[float]] = [[] for _ in self.steps]
         with self._lock:
             for _ in range(rounds + 1):
                 h = x
@@ -125,14 +126,15 @@ def flat_layers(model: Module) -> list[Module]:
 
 def _fuse(layers: list[tuple[int, Module]]) -> tuple[Step, int]:
     """The step that starts at ``layers[0]`` and how many layers it takes."""
-    first = layers[0][1]
+    first: Any = layers[0][1]  # of kind kinds[0]
     kinds = [type(m) for _, m in layers]
     if kinds[0] in (Conv2d, Affine):
         norm = BatchNorm2d if kinds[0] is Conv2d else BatchNorm1d
         used = 1
         w, b = _weights(first)
-        if len(kinds) > 1 and kinds[1] is norm and _fits(layers[1][1], w, first):
-            w, b = _fold(w, b, layers[1][1], first)
+        second: Any = layers[1][1] if len(layers) > 1 else None  # of kind kinds[1]
+        if len(kinds) > 1 and kinds[1] is norm and _fits(second, w, first):
+            w, b = _fold(w, b, second, first)
             used += 1
         relu = used < len(kinds) and kinds[used] is ReLU
         used += relu

@@ -4,7 +4,7 @@ buffers it allocates once per input shape (see ``fastnet.inference``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numba
 import numpy as np
@@ -99,10 +99,11 @@ def as_itself(layer: Module) -> Callable[[np.ndarray], np.ndarray]:
         return lambda x: x.reshape(x.shape[0], -1)
     if kind in (MaxPool2d, AvgPool2d):
         pool = maxpool2d_forward if kind is MaxPool2d else avgpool2d_forward
-        geometry = (layer.kernel_size, layer.stride, layer.padding)
+        pooling = cast("MaxPool2d | AvgPool2d", layer)
+        geometry = (pooling.kernel_size, pooling.stride, pooling.padding)
         return lambda x: _first(pool(x, *geometry))
     if kind in (BatchNorm1d, BatchNorm2d):
-        return lambda x: _batchnorm_eval(layer, x)
+        return lambda x: _batchnorm_eval(cast("BatchNorm1d | BatchNorm2d", layer), x)
     return layer
 
 

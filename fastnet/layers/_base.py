@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from numbers import Real
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from fastnet import init
 from fastnet.module import Module
+
+if TYPE_CHECKING:
+    from fastnet.layers.affine import Affine
+    from fastnet.layers.conv import Conv2d
 
 INITS = {"he": init.he, "xavier": init.xavier}
 
@@ -80,7 +84,7 @@ def cached(module: Module, name: str) -> Any:
     return value
 
 
-def weighted_backward(layer: Module, dy: np.ndarray, *args: Any) -> np.ndarray:
+def weighted_backward(layer: Conv2d | Affine, dy: np.ndarray, *args: Any) -> np.ndarray:
     """Backward of a layer with ``weight``, an optional ``bias`` and the input cached as
     ``_x``: ``dx, dw, db = layer.ops.backward(dy, x, weight, *args)``; assigns
     ``weight.grad`` (and ``bias.grad``) and returns ``dx``."""

@@ -20,7 +20,7 @@ class _Activation(Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._y = None
+        self._y: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Any shape -> same shape."""

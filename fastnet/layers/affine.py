@@ -53,7 +53,7 @@ class Affine(Module):
         *,
         weight_init: str | float = "he",
         rng: np.random.Generator | None = None,
-        dtype: type = np.float32,
+        dtype: type | np.dtype = np.float32,
     ) -> None:
         super().__init__()
         d = positive_int("Affine", "in_features", in_features)
@@ -61,7 +61,7 @@ class Affine(Module):
         dt = float_dtype("Affine", dtype)
         self.weight = Parameter(init_weight("Affine", weight_init, (d, m), d, rng, dt))
         self.bias = Parameter(np.zeros(m, dt)) if bias else None
-        self._x = None
+        self._x: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(N, ...) -> (N, out_features)."""
@@ -85,7 +85,7 @@ class Flatten(Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._shape = None
+        self._shape: tuple[int, ...] | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(N, ...) -> (N, D)."""

@@ -56,7 +56,7 @@ class Conv2d(Module):
         *,
         weight_init: str | float = "he",
         rng: np.random.Generator | None = None,
-        dtype: type = np.float32,
+        dtype: type | np.dtype = np.float32,
     ) -> None:
         super().__init__()
         c = positive_int("Conv2d", "in_channels", in_channels)
@@ -68,7 +68,7 @@ class Conv2d(Module):
         shape = (oc, c, kh, kw)
         self.weight = Parameter(init_weight("Conv2d", weight_init, shape, c * kh * kw, rng, dt))
         self.bias = Parameter(np.zeros(oc, dt)) if bias else None
-        self._x = None
+        self._x: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(N, C, H, W) -> (N, OC, OH, OW)."""

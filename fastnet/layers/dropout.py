@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from numbers import Real
+from typing import Any
 
 import numpy as np
 
@@ -35,9 +36,9 @@ class Dropout(Module):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, Real) or not 0 <= p <= 1:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p!r}")
-        self.p = float(p)
-        self.rng = np.random.default_rng() if rng is None else rng
-        self._mask = None
+        self.p: float = float(p)
+        self.rng: np.random.Generator = np.random.default_rng() if rng is None else rng
+        self._mask: Any = None  # the mask; False after an eval forward
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Any shape -> same shape."""

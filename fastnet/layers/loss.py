@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fastnet import backend
@@ -25,7 +27,7 @@ class SoftmaxCrossEntropy(Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._cache = None
+        self._cache: Any = None
 
     def forward(self, logits: np.ndarray, labels: np.ndarray) -> float:
         """Return the mean loss over the batch.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fastnet.layers._base import cached, float_dtype, kernel_table, positive_int
@@ -13,6 +15,8 @@ from kernels.batchnorm.reference import batchnorm_backward_ref, batchnorm_forwar
 
 class _BatchNorm(Module):
     _layout = ""
+    running_mean: np.ndarray  # buffers, registered in __init__ (declared for type checkers)
+    running_var: np.ndarray
     KERNELS = kernel_table(
         fast=(batchnorm_forward, batchnorm_backward),
         reference=(batchnorm_forward_ref, batchnorm_backward_ref),
@@ -24,7 +28,7 @@ class _BatchNorm(Module):
         eps: float = 1e-5,
         momentum: float = 0.1,
         *,
-        dtype: type = np.float32,
+        dtype: type | np.dtype = np.float32,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -38,7 +42,7 @@ class _BatchNorm(Module):
         self.bias = Parameter(np.zeros(c, dt))
         self.register_buffer("running_mean", np.zeros(c, dt))
         self.register_buffer("running_var", np.ones(c, dt))
-        self._cache = None
+        self._cache: Any = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Normalize per channel: batch statistics in training, running ones in eval."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fastnet.layers._base import cached, kernel_table
@@ -35,7 +37,7 @@ class _Pool2d(Module):
             self.kernel_size if stride is None else _checks.int_pair(owner, "stride", stride, 1)
         )
         self.padding = _checks.int_pair(owner, "padding", padding, 0)
-        self._cache = None
+        self._cache: Any = None
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from fastnet.module import Module, Sequential
 def _vgg(rng: np.random.Generator, dtype: type, batchnorm: bool, dropout: float) -> Sequential:
     """The book's DeepConvNet (chapter 8.1), layer for layer, He initialisation."""
     layers: list[Module] = []
-    specs = [(1, 16, 1), (16, 16, 1), "pool", (16, 32, 1), (32, 32, 2), "pool",
+    specs: list[Any] = [(1, 16, 1), (16, 16, 1), "pool", (16, 32, 1), (32, 32, 2), "pool",
              (32, 64, 1), (64, 64, 1), "pool"]  # fmt: skip
     for spec in specs:
         if spec == "pool":

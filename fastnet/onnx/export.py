@@ -7,7 +7,8 @@ initializers; the table of what each layer becomes is in :mod:`fastnet.onnx`.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -149,7 +150,7 @@ class _GraphWriter:
     def _dropout(self, name: str, layer: layers.Dropout) -> None:
         pass  # the identity at inference
 
-    _WRITERS = {
+    _WRITERS: ClassVar[dict[type, Callable[..., None]]] = {
         layers.Conv2d: _conv,
         layers.BatchNorm1d: _batchnorm,
         layers.BatchNorm2d: _batchnorm,

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -149,7 +149,8 @@ class _GraphReader:
         if len(node.output) < 1 or not all(node.output):
             raise OnnxError("it needs named outputs")
         if op == "Constant" or (op == "Identity" and node.input and node.input[0] in self.consts):
-            return self._constant(node, attrs)
+            self._constant(node, attrs)
+            return None
         if not node.input or node.input[0] != self.current:
             first = node.input[0] if node.input else None
             raise OnnxError(
@@ -183,7 +184,7 @@ class _GraphReader:
         names = list(node.input[1:])
         if len(names) > count or len([n for n in names[:required] if n]) < required:
             raise OnnxError(f"it must have {1 + required} to {1 + count} inputs")
-        out = []
+        out: list[np.ndarray | None] = []
         for name in names + [""] * (count - len(names)):
             if not name:
                 out.append(None)
@@ -217,11 +218,13 @@ def _conv(reader: _GraphReader, node: Any, attrs: dict) -> layers.Conv2d:
             f"{w.shape} and {None if b is None else b.shape}"
         )
     _only_value(attrs, "group", 1, "fastnet's Conv2d has no groups")
+    strides, pads = _window(attrs, w.shape[2:])
     layer = layers.Conv2d(
         w.shape[1],
         w.shape[0],
-        w.shape[2:],
-        *_window(attrs, w.shape[2:]),
+        (w.shape[2], w.shape[3]),
+        cast(tuple[int, int], strides),
+        pads,
         bias=b is not None,
         dtype=reader.dtype,
         rng=np.random.default_rng(0),
@@ -240,7 +243,7 @@ def _gemm(reader: _GraphReader, node: Any, attrs: dict) -> layers.Affine:
     if c is not None:
         c = c * _float(attrs, "beta", 1.0)
     layer = layers.Affine(
-        *w.shape, bias=c is not None, dtype=reader.dtype, rng=np.random.default_rng(0)
+        w.shape[0], w.shape[1], bias=c is not None, dtype=reader.dtype, rng=np.random.default_rng(0)
     )
     return _filled(layer, w, c)
 
@@ -269,9 +272,11 @@ def _averagepool(reader: _GraphReader, node: Any, attrs: dict) -> layers.AvgPool
     return pool
 
 
-def _pool(
-    reader: _GraphReader, node: Any, attrs: dict, kind: type
-) -> layers.MaxPool2d | layers.AvgPool2d:
+Pool = TypeVar("Pool", layers.MaxPool2d, layers.AvgPool2d)
+Layer = TypeVar("Layer", bound=Module)
+
+
+def _pool(reader: _GraphReader, node: Any, attrs: dict, kind: type[Pool]) -> Pool:
     """What MaxPool and AveragePool share: the window, floor mode, pads up to half the kernel."""
     reader.inputs(node, 0, 0)
     reader.needs_rank(4)
@@ -286,7 +291,8 @@ def _pool(
         )
     if any(2 * p > k for p, k in zip(pads, kernel, strict=True)):
         raise OnnxError(f"pads {pads} larger than half the kernel {kernel} are not supported")
-    return kind(kernel, strides, pads)
+    pair = tuple[int, int]  # both 2-d: _ints and _window check the counts
+    return kind(cast(pair, kernel), cast(pair, strides), pads)
 
 
 def _batchnormalization(
@@ -355,11 +361,12 @@ def _constant_value(attrs: dict) -> np.ndarray:
     return np.array(value, _CONSTANT_DTYPES[name])
 
 
-def _filled(layer: Module, weight: np.ndarray, bias: np.ndarray | None) -> Module:
-    """``layer`` with its weight and bias (if any) set to the given values."""
-    layer.weight.data[...] = weight
+def _filled(layer: Layer, weight: np.ndarray, bias: np.ndarray | None) -> Layer:
+    """``layer`` (a Conv2d, Affine or BatchNorm) with its weight and bias (if any) set."""
+    params = cast(Any, layer)
+    params.weight.data[...] = weight
     if bias is not None:
-        layer.bias.data[...] = bias
+        params.bias.data[...] = bias
     return layer
 
 

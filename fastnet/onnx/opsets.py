@@ -122,7 +122,8 @@ def check_known(op: str, attrs: dict) -> None:
 def _unset(op: str, attrs: dict, name: str) -> str:
     """What a message says of ``op``'s attribute ``name`` (0 unless set, in the opsets
     that define it) when the node leaves it out."""
-    return "" if name in attrs else f" (the default before opset {ATTRIBUTES[op][name][1] + 1})"
+    last = ATTRIBUTES[op][name][1]
+    return "" if name in attrs or last is None else f" (the default before opset {last + 1})"
 
 
 def inference_mode(op: str, attrs: dict, opset: int) -> None:

@@ -27,11 +27,11 @@ class Adagrad(Optimizer):
         Added to the denominator, ``>= 0``.
     """
 
-    lr: float = hyperparameter(1e-2, NON_NEGATIVE)
-    lr_decay: float = hyperparameter(0, NON_NEGATIVE)
-    weight_decay: float = hyperparameter(0, NON_NEGATIVE)
-    initial_accumulator_value: float = hyperparameter(0, NON_NEGATIVE)
-    eps: float = hyperparameter(1e-10, NON_NEGATIVE)
+    lr: float = hyperparameter(default=1e-2, check=NON_NEGATIVE)
+    lr_decay: float = hyperparameter(default=0, check=NON_NEGATIVE)
+    weight_decay: float = hyperparameter(default=0, check=NON_NEGATIVE)
+    initial_accumulator_value: float = hyperparameter(default=0, check=NON_NEGATIVE)
+    eps: float = hyperparameter(default=1e-10, check=NON_NEGATIVE)
 
     state_names = ("step", "sum")
 
@@ -39,6 +39,7 @@ class Adagrad(Optimizer):
         return {"step", "sum"}
 
     def _update(self, p: Parameter, state: dict[str, Any]) -> None:
+        assert p.grad is not None  # step() updates only the parameters with a gradient
         step = state.get("step", 0) + 1
         state_sum = self._buffer(state, "sum", p, self.initial_accumulator_value)
         ko.adagrad_update(

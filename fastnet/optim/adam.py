@@ -37,12 +37,12 @@ class Adam(Optimizer):
         Decay the parameter directly, ``param *= 1 - lr * weight_decay`` (AdamW).
     """
 
-    lr: float = hyperparameter(1e-3, NON_NEGATIVE)
-    betas: tuple[float, float] = hyperparameter((0.9, 0.999), Pair(0.0, 1.0))
-    eps: float = hyperparameter(1e-8, NON_NEGATIVE)
-    weight_decay: float = hyperparameter(0, NON_NEGATIVE)
-    amsgrad: bool = hyperparameter(False, FLAG)
-    decoupled_weight_decay: bool = hyperparameter(False, FLAG, kw_only=True)
+    lr: float = hyperparameter(default=1e-3, check=NON_NEGATIVE)
+    betas: tuple[float, float] = hyperparameter(default=(0.9, 0.999), check=Pair(0.0, 1.0))
+    eps: float = hyperparameter(default=1e-8, check=NON_NEGATIVE)
+    weight_decay: float = hyperparameter(default=0, check=NON_NEGATIVE)
+    amsgrad: bool = hyperparameter(default=False, check=FLAG)
+    decoupled_weight_decay: bool = hyperparameter(default=False, check=FLAG, kw_only=True)
 
     state_names = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
@@ -51,6 +51,7 @@ class Adam(Optimizer):
         return names | ({"max_exp_avg_sq"} if hyper["amsgrad"] else set())
 
     def _update(self, p: Parameter, state: dict[str, Any]) -> None:
+        assert p.grad is not None  # step() updates only the parameters with a gradient
         step = state.get("step", 0) + 1
         ko.adam_update(
             p.data, p.grad, self._buffer(state, "exp_avg", p),
@@ -77,5 +78,5 @@ class AdamW(Adam):
         As in :class:`Adam`; ``decoupled_weight_decay`` is always True.
     """
 
-    weight_decay: float = hyperparameter(1e-2, NON_NEGATIVE)
-    decoupled_weight_decay: bool = hyperparameter(True, Fixed(True), init=False)
+    weight_decay: float = hyperparameter(default=1e-2, check=NON_NEGATIVE)
+    decoupled_weight_decay: bool = hyperparameter(default=True, check=Fixed(True), init=False)

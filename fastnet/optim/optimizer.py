@@ -1,7 +1,8 @@
 """The ``Optimizer`` base: parameters, per-parameter state and declared hyper-parameters.
 
 A subclass declares each hyper-parameter once, as an annotated class attribute whose value
-is ``hyperparameter(default, check)``: its name, type, torch's default and valid range. The
+is ``hyperparameter(default=..., check=...)``: its name, type, torch's default and valid
+range (by keyword: type checkers read a field's ``default`` only by name, PEP 681). The
 base turns the declarations into the constructor (a dataclass ``__init__``, so
 ``inspect.signature`` and ``help`` show torch's signature) and reads them to validate
 (``__init__`` and ``load_state_dict``), to write ``state_dict`` and ``repr``. A subclass adds
@@ -28,7 +29,7 @@ import numbers
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
@@ -38,6 +39,8 @@ from fastnet.module import Parameter
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
+elif TYPE_CHECKING:  # type checkers of Python 3.10 code read it from typing_extensions
+    from typing_extensions import dataclass_transform
 else:  # Python 3.10: the decorator only informs static type checkers
 
     def dataclass_transform(**_: Any) -> Callable[[type], type]:
@@ -202,7 +205,7 @@ class Optimizer:
     state_names: ClassVar[tuple[str, ...]] = ()
 
     params: Iterable[Parameter]
-    lr: float = hyperparameter(MISSING, NON_NEGATIVE)
+    lr: float = hyperparameter(default=MISSING, check=NON_NEGATIVE)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -306,7 +309,7 @@ class Optimizer:
             setattr(self, name, value)
 
     def _check_grad(self, i: int, p: Parameter) -> None:
-        g = p.grad
+        g: Any = p.grad
         array = isinstance(g, np.ndarray) or is_device(g)
         if not (array and g.shape == p.data.shape and g.dtype == p.data.dtype):
             got = f"shape {g.shape}, {g.dtype}" if array else type(g).__name__
@@ -337,15 +340,14 @@ class Optimizer:
         self, owner: str, state: Mapping[str, np.ndarray], hyper: Hyper
     ) -> list[dict[str, Any]]:
         """The ``state.<i>.<name>`` entries of ``state``, checked and copied."""
-        states: list[dict[str, Any]] = [{} for _ in self.params]
+        n = len(cast("list[Parameter]", self.params))  # a list since __post_init__
+        states: list[dict[str, Any]] = [{} for _ in range(n)]
         for key in (k for k in state if k.startswith("state.")):
             index, _, name = key[len("state.") :].partition(".")
-            if not (index.isdigit() and int(index) < len(self.params)) or (
-                name not in self.state_names
-            ):
+            if not (index.isdigit() and int(index) < n) or (name not in self.state_names):
                 raise KeyError(
                     f"{owner}: unexpected key {key!r} (expected state.<i>.<name> with "
-                    f"i < {len(self.params)} and name in {self.state_names})"
+                    f"i < {n} and name in {self.state_names})"
                 )
             states[int(index)][name] = self._state_value(owner, key, name, state[key], int(index))
         required = self._required_state(hyper)
@@ -364,7 +366,7 @@ class Optimizer:
             ):
                 raise ValueError(f"{owner}: {key} must be a 0-d integer >= 0, got {value!r}")
             return int(value)
-        data = self.params[i].data
+        data = cast("list[Parameter]", self.params)[i].data
         if value.shape != data.shape or value.dtype.kind != "f":
             raise ValueError(
                 f"{owner}: {key} must be a float array of shape {data.shape} (params[{i}]), "

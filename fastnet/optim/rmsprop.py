@@ -29,12 +29,12 @@ class RMSprop(Optimizer):
         Normalize by the estimated variance of the gradient instead of its second moment.
     """
 
-    lr: float = hyperparameter(1e-2, NON_NEGATIVE)
-    alpha: float = hyperparameter(0.99, NON_NEGATIVE)
-    eps: float = hyperparameter(1e-8, NON_NEGATIVE)
-    weight_decay: float = hyperparameter(0, NON_NEGATIVE)
-    momentum: float = hyperparameter(0, NON_NEGATIVE)
-    centered: bool = hyperparameter(False, FLAG)
+    lr: float = hyperparameter(default=1e-2, check=NON_NEGATIVE)
+    alpha: float = hyperparameter(default=0.99, check=NON_NEGATIVE)
+    eps: float = hyperparameter(default=1e-8, check=NON_NEGATIVE)
+    weight_decay: float = hyperparameter(default=0, check=NON_NEGATIVE)
+    momentum: float = hyperparameter(default=0, check=NON_NEGATIVE)
+    centered: bool = hyperparameter(default=False, check=FLAG)
 
     state_names = ("step", "square_avg", "momentum_buffer", "grad_avg")
 
@@ -44,6 +44,7 @@ class RMSprop(Optimizer):
         return names | ({"grad_avg"} if hyper["centered"] else set())
 
     def _update(self, p: Parameter, state: dict[str, Any]) -> None:
+        assert p.grad is not None  # step() updates only the parameters with a gradient
         step = state.get("step", 0) + 1
         ko.rmsprop_update(
             p.data, p.grad, self._buffer(state, "square_avg", p),

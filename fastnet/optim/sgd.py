@@ -28,11 +28,11 @@ class SGD(Optimizer):
         Nesterov momentum; requires ``momentum > 0`` and ``dampening == 0``.
     """
 
-    lr: float = hyperparameter(1e-3, NON_NEGATIVE)
-    momentum: float = hyperparameter(0, NON_NEGATIVE)
-    dampening: float = hyperparameter(0, REAL)
-    weight_decay: float = hyperparameter(0, NON_NEGATIVE)
-    nesterov: bool = hyperparameter(False, FLAG)
+    lr: float = hyperparameter(default=1e-3, check=NON_NEGATIVE)
+    momentum: float = hyperparameter(default=0, check=NON_NEGATIVE)
+    dampening: float = hyperparameter(default=0, check=REAL)
+    weight_decay: float = hyperparameter(default=0, check=NON_NEGATIVE)
+    nesterov: bool = hyperparameter(default=False, check=FLAG)
 
     state_names = ("momentum_buffer",)
 
@@ -48,6 +48,7 @@ class SGD(Optimizer):
         return {"momentum_buffer"} if hyper["momentum"] != 0 else set()
 
     def _update(self, p: Parameter, state: dict[str, Any]) -> None:
+        assert p.grad is not None  # step() updates only the parameters with a gradient
         buf = state.get("momentum_buffer")
         first_step = buf is None
         if first_step and self.momentum != 0:

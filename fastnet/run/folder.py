@@ -25,9 +25,12 @@ class RunFolder:
     def __init__(self, path: Path, write: bool = True) -> None:
         self.path, self.write = path, write
 
-    def prepare(self, config: TrainConfig, epochs_done: int, resuming: bool) -> None:
+    def prepare(
+        self, config: TrainConfig, epochs_done: int, resuming: bool, processes: int = 1
+    ) -> None:
         """Create the folder, remove what a killed run left, keep the metrics of the epochs
-        done and write ``config.json``.
+        done and write ``config.json``: the configuration's fields and ``"processes"``, the
+        number of processes (MPI ranks) that train (the last part of a resumed run).
 
         Raises
         ------
@@ -43,7 +46,7 @@ class RunFolder:
         for stale in self.path.glob(".*.tmp"):  # left by a process killed while writing
             stale.unlink(missing_ok=True)
         keep_metrics(self.path / "metrics.jsonl", epochs_done)
-        text = json.dumps(config.to_dict(), indent=2) + "\n"
+        text = json.dumps({**config.to_dict(), "processes": processes}, indent=2) + "\n"
         atomic_write(self.path / "config.json", lambda f: f.write(text.encode()))
 
     def append_metrics(self, record: dict) -> None:

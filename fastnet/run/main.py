@@ -43,11 +43,13 @@ def fit(
     resume : path-like, optional
         ``checkpoint.npz`` (or a run folder holding one) to continue from.
     epochs : int, optional
-        With ``resume``: train up to this many epochs instead of the saved number.
+        With ``resume``: train up to this many epochs instead of the saved number (which
+        re-spreads a cosine or step schedule; the log says so first).
     dry_run : bool
         Train one batch and evaluate one batch, write nothing.
     log : callable
-        Receives one line per event (epoch summaries, checkpoint notes).
+        Receives one line per event (epoch summaries, checkpoint notes; under MPI, first,
+        the number of processes and their share of the global batch).
     progress : bool, optional
         A progress bar per epoch; default: when stdout is a terminal.
     device : {"cpu", "cuda", "reference"}
@@ -57,8 +59,12 @@ def fit(
     Returns
     -------
     list of dict
-        The metrics of the epochs run by this call (the same on every rank, but for the
-        timings).
+        The metrics of the epochs run by this call, also appended to ``metrics.jsonl``
+        (the same on every rank, but for the timings): ``epoch``, ``lr``, ``train_loss``,
+        ``train_accuracy`` (in eval mode, on the first ``TRAIN_SAMPLE`` training images),
+        ``val_accuracy`` or ``test_accuracy``, ``running_train_accuracy`` (of the
+        training steps, with dropout and augmentation on), ``images_per_s``,
+        ``epoch_seconds`` (training), ``eval_seconds`` (both evaluations), ``processes``.
 
     Raises
     ------
@@ -87,11 +93,16 @@ def fit(
         log(f"resuming a run of {state.world_size} process(es) on {ranks.size}: the same "
             "global batches, re-sharded, and new dropout streams (bit-identical resumes need "
             "the same number of processes)")  # fmt: skip
+    if start is not None and start.note:
+        log(start.note)
     trainer = Trainer(config, state, device, ranks, RunFolder(Path(out), ranks.is_root), log)
     trainer.restore(start)
+    if ranks.size > 1:
+        log(f"{ranks.size} processes, global batch {config.batch_size}, "
+            f"{config.batch_size // ranks.size} per process")  # fmt: skip
     if dry_run:
         return [trainer.dry_run()]
-    trainer.folder.prepare(config, state.epoch, resuming=start is not None)
+    trainer.folder.prepare(config, state.epoch, resuming=start is not None, processes=ranks.size)
     if state.epoch >= config.epochs:
         log(f"nothing to do: all {config.epochs} epochs are done; pass more --epochs to go on")
     terminal = ranks.is_root and (sys.stdout.isatty() if progress is None else progress)
@@ -115,8 +126,9 @@ def _resume_point(
     if ranks.size > 1:
         document = ranks.bcast_json(
             {"path": str(start.path), "config": start.config.to_dict(),
-             "state": dataclasses.asdict(start.state)} if ranks.is_root else None
+             "state": dataclasses.asdict(start.state)} if start is not None else None
         )  # fmt: skip
         config, state = TrainConfig(**document["config"]), RunState(**document["state"])
-        start = Resume(Path(document["path"]), config, state, start.arrays if start else None)
+        arrays, note = (start.arrays, start.note) if start else (None, None)
+        start = Resume(Path(document["path"]), config, state, arrays, note)
     return start

@@ -10,8 +10,9 @@ run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from fastnet.config import TrainConfig, _is_int, _is_real
 from fastnet.errors import CheckpointError, ConfigError
 from fastnet.module import Module
 from fastnet.optim import Optimizer
+from fastnet.run.recipe import lr_at
 
 
 @dataclasses.dataclass
@@ -28,9 +30,9 @@ class RunState:
 
     epoch: int = 0  # 0-based epoch in progress
     step: int = 0  # batches done in that epoch
-    shuffle_state: dict | None = None  # shuffle generator at the start of the epoch
-    model_rng_state: dict | None = None  # dropout generator now (of rank 0 under MPI)
-    augment_rng_state: dict | None = None  # augmentation generator now
+    shuffle_state: Mapping[str, Any] | None = None  # shuffle generator at the start of the epoch
+    model_rng_state: Mapping[str, Any] | None = None  # dropout generator now (of rank 0 under MPI)
+    augment_rng_state: Mapping[str, Any] | None = None  # augmentation generator now
     loss_sum: float = 0.0
     correct: int = 0
     seen: int = 0
@@ -48,6 +50,7 @@ class Resume:
     config: TrainConfig
     state: RunState
     arrays: tuple[dict, dict] | None  # (model state, optimizer state); None off rank 0
+    note: str | None = None  # what ``--epochs`` changes, in one line (rank 0)
 
 
 def config_from_checkpoint(path: str | Path, meta: dict) -> TrainConfig:
@@ -90,18 +93,40 @@ def load_resume(resume: str | Path, epochs: int | None) -> Resume:
     sums = [state.loss_sum, state.train_seconds, state.best_accuracy]
     if not (all(_is_int(v) and v >= 0 for v in counts) and all(map(_is_real, sums))):
         raise CheckpointError(f"{path}: not a training checkpoint (bad progress counters)")
+    before = dataclasses.replace(saved)
     saved.epochs = saved.epochs if epochs is None else epochs
     saved.validate()
     if saved.epochs < state.epoch:
         raise ConfigError(
             f"epochs must be at least {state.epoch} (the epochs done in {path}), got {saved.epochs}"
         )
-    return Resume(path, saved, state, (model_state, optim_state))
+    note = epochs_note(before, saved, state.epoch)
+    return Resume(path, saved, state, (model_state, optim_state), note)
+
+
+def epochs_note(saved: TrainConfig, resumed: TrainConfig, done: int) -> str | None:
+    """What resuming the run ``saved`` as ``resumed`` (another number of epochs) changes,
+    after ``done`` epochs, in one line; None if nothing does.
+
+    The learning-rate schedules are spread over the run's epochs, so a new number re-spreads
+    a cosine or step schedule from the next epoch on.
+    """
+    old, new = saved.epochs, resumed.epochs
+    if new == old:
+        return None
+    line = f"--epochs {new} changes the run from {old} to {new} epochs"
+    if new > done and saved.lr_schedule != "constant":
+        after = f"epoch {done + 1} at lr {lr_at(resumed, done):.1e}"
+        before = lr_at(saved, done) if done < old else None
+        if before is not None and before != lr_at(resumed, done):
+            after += f" instead of {before:.1e}"
+        line += f": the {saved.lr_schedule} schedule is re-spread over {new} epochs ({after})"
+    return line
 
 
 def restore(resume: Resume, model: Module, opt: Optimizer) -> None:
     """Load the checkpoint's weights and optimizer state into place."""
-    model_state, optim_state = resume.arrays
+    model_state, optim_state = cast("tuple[dict, dict]", resume.arrays)  # rank 0's
     try:
         model.load_state_dict(model_state)
         opt.load_state_dict(optim_state)
@@ -115,6 +140,6 @@ def save(path: Path, model: Module, opt: Optimizer, config: TrainConfig, state: 
     checkpoint.save(path, model.state_dict(), opt.state_dict(), meta)
 
 
-def generator_state(rng: np.random.Generator) -> dict[str, Any]:
+def generator_state(rng: np.random.Generator) -> Mapping[str, Any]:
     """The JSON-serialisable state of ``rng``."""
     return rng.bit_generator.state

@@ -16,7 +16,7 @@ def _window(kh: int, kw: int, oh: int, ow: int, sh: int, sw: int) -> tuple[slice
 def _pairs(stride, padding) -> tuple[int, int, int, int]:
     sh, sw = (stride, stride) if np.isscalar(stride) else stride
     ph, pw = (padding, padding) if np.isscalar(padding) else padding
-    return sh, sw, ph, pw
+    return sh, sw, ph, pw  # type: ignore[return-value]  # np.isscalar narrows to NumPy's types
 
 
 def conv2d_forward_ref(x, w, b, stride=1, padding=0) -> np.ndarray:

@@ -67,7 +67,8 @@ def _x_shape(op: str, x_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     shape = tuple(x_shape) if isinstance(x_shape, (tuple, list)) else ()
     if len(shape) != 4 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in shape):
         raise ValueError(f"{op}: x_shape must be 4 positive ints {NCHW}, got {x_shape!r}")
-    return tuple(int(v) for v in shape)
+    n, c, h, w = (int(v) for v in shape)
+    return n, c, h, w
 
 
 def _indices(op: str, indices: np.ndarray, dy: np.ndarray, plane: int) -> np.ndarray:

@@ -260,3 +260,67 @@ def test_config_errors_are_fastnet_errors_and_value_errors():
         TrainConfig(epochs=0).validate()
     assert isinstance(err.value, ValueError)
     assert issubclass(DataError, ValueError)
+
+
+# ---------------------------------------------------------------- images for predict
+
+
+def _png(mode: str, size: tuple[int, int]):
+    """A writer of a blank ``mode`` PNG: a 1-bit or palette one compresses to kilobytes."""
+
+    def write(path: Path) -> None:
+        from PIL import Image
+
+        Image.new(mode, size).save(path)
+
+    return write
+
+
+def _truncated_png(path: Path) -> None:
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    Image.fromarray(noise).save(path)  # 28 x 28 bytes of noise do not compress
+    path.write_bytes(path.read_bytes()[:400])  # the header and half the pixel data
+
+
+def _lab_tiff(path: Path) -> None:
+    from PIL import Image
+
+    Image.new("LAB", (28, 28)).save(path, format="TIFF")  # no conversion from LAB to grey
+
+
+LIMIT = 1000  # PIL.Image.MAX_IMAGE_PIXELS in the cases that lower it
+
+# (file name, writer, lower the limit to LIMIT, message matched on stderr)
+IMAGE_CASES = {
+    "bomb 15000x15000": ("bomb.png", _png("1", (15_000, 15_000)), False,
+                         r"too large \(more than 89,478,485 pixels"),
+    "over twice the limit": ("big.png", _png("P", (100, 100)), True,
+                             r"too large \(more than 1,000 pixels"),
+    "over the limit": ("big.png", _png("P", (40, 40)), True, r"too large \(more than 1,000"),
+    "truncated": ("cut.png", _truncated_png, False, r"not a readable image \(.*truncated"),
+    "text": ("text.png", lambda p: p.write_text("not an image\n"), False,
+             r"not a readable image \(not in an image format Pillow knows\)"),
+    "empty": ("empty.png", lambda p: p.write_bytes(b""), False,
+              r"not a readable image \(an empty file\)"),
+    "LAB mode": ("lab.tif", _lab_tiff, False, r"not a readable image \(conversion from LAB"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name, write, lower, match", IMAGE_CASES.values(), ids=IMAGE_CASES)
+def test_predict_on_a_bad_image_exits_2_naming_it(
+    name, write, lower, match, files, tmp_path, monkeypatch, capsys
+):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    path = tmp_path / name
+    write(path)
+    if lower:
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", LIMIT)
+    code, err = run_cli(["predict", str(files["run"] / "checkpoint.npz"), str(path)], capsys)
+    assert code == 2, err
+    assert len(err) == 1, err
+    assert err[0].startswith(f"fastnet predict: error: {path}: "), err[0]
+    assert re.search(match, err[0]), err[0]

@@ -34,10 +34,12 @@ def test_train_writes_the_run_folder(simple_run):
     ]  # fmt: skip
     saved = json.loads((simple_run / "config.json").read_text())
     assert saved["model"] == "simple" and saved["limit"] == 240
+    assert saved["processes"] == 1  # beside the configuration: one process trained
     lines = (simple_run / "metrics.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["epoch"] for r in records] == [1, 2]
     assert all(0 <= r["val_accuracy"] <= 1 and r["images_per_s"] > 0 for r in records)
+    assert all(r["processes"] == 1 and r["eval_seconds"] > 0 for r in records)
     model_state, optim_state, meta = checkpoint.load(simple_run / "checkpoint.npz")
     assert meta["state"]["epoch"] == 2 and "0.weight" in model_state
     assert any(k.startswith("state.") for k in optim_state)
@@ -67,6 +69,59 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(model, tmp_path):
         np.testing.assert_array_equal(part[name], value, err_msg=name)
     lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_train_accuracy_is_measured_in_eval_mode_on_a_sample_of_the_training_images(
+    tmp_path, monkeypatch, capsys
+):
+    """Not the running accuracy of the steps (augmented images, dropout on): that one is
+    ``running_train_accuracy``. The sample is the first ``TRAIN_SAMPLE`` training images."""
+    from fastnet.loop import evaluate
+    from fastnet.run import make_model, trainer
+
+    monkeypatch.setattr(trainer, "TRAIN_SAMPLE", 150)
+    out = tmp_path / "run"
+    argv = ["--model", "vgg", "--limit", "200", "--batch-size", "50", "--epochs", "1"]
+    assert main(["train", "--out", str(out), *argv, "--augment", "2", "--threads", "1"]) == 0
+    record = json.loads((out / "metrics.jsonl").read_text())
+    model_state, _, meta = checkpoint.load(out / "checkpoint.npz")
+    model = make_model(config.TrainConfig(**meta["config"]), np.random.default_rng(0))
+    model.load_state_dict(model_state)
+    (x, t), _ = load_dataset("mnist")
+    accuracy, _ = evaluate(model, x[:150], t[:150])
+    assert record["train_accuracy"] == accuracy
+    assert record["running_train_accuracy"] != accuracy  # dropout and augmentation on
+    line = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch 1/1 ")]
+    assert f"  train acc {accuracy:.4f}  test acc {record['test_accuracy']:.4f}  " in line[-1]
+
+
+def test_resume_with_other_epochs_says_how_the_schedule_changes(tmp_path, capsys):
+    """``--epochs`` re-spreads the cosine schedule of a run stopped after 2 of 20 epochs."""
+    out = tmp_path / "run"
+    assert train(out, "--model", "mlp", "--epochs", "2") == 0
+    model_state, optim_state, meta = checkpoint.load(out / "checkpoint.npz")
+    meta["config"]["epochs"] = 20
+    checkpoint.save(out / "checkpoint.npz", model_state, optim_state, meta)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    note = ("--epochs 3 changes the run from 20 to 3 epochs: the cosine schedule is re-spread "
+            "over 3 epochs (epoch 3 at lr 2.5e-04 instead of 9.8e-04)")  # fmt: skip
+    assert note in lines
+    assert lines.index(note) < min(i for i, line in enumerate(lines) if line.startswith("epoch"))
+    assert main(["train", "--resume", str(out), "--epochs", "4"]) == 0
+    assert "--epochs 4 changes the run from 3 to 4 epochs: the cosine schedule is re-spread " in (
+        capsys.readouterr().out
+    )
+
+
+def test_a_bad_fastnet_isa_is_bad_input(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FASTNET_ISA", "bogus")
+    assert train(tmp_path / "run", "--model", "vgg", "--epochs", "1") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "fastnet train: error: FASTNET_ISA must be one of avx512, avx2, neon, generic (or "
+        "unset), got 'bogus'"]  # fmt: skip
+    assert not (tmp_path / "run").exists()
 
 
 def test_dropout_rate_is_saved_and_resume_refuses_another(tmp_path, capsys):
@@ -124,6 +179,8 @@ def test_models_lists_models_with_parameter_counts(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     counts = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in out.splitlines()}
+    assert "`" not in out and ":class:" not in out  # plain text, not reST
+    assert "vgg-bn     124,000 parameters  vgg with BatchNorm2d after each convolution." in out
     # The book's DeepConvNet: six 3x3 convolutions, Affine 1024x50 and 50x10.
     convs = [(1, 16), (16, 16), (16, 32), (32, 32), (32, 64), (64, 64)]
     vgg = sum(c * oc * 9 + oc for c, oc in convs) + 1024 * 50 + 50 + 50 * 10 + 10
@@ -215,6 +272,7 @@ def test_train_says_once_which_copy_of_the_data_it_reads(tmp_path, capsys):
     assert [line for line in out if line.startswith("data: ")] == [
         f"data: mnist from {sources.BUNDLED['mnist']} ({sources.BUNDLED_NOTE})"
     ]
+    assert not [line for line in out if "process" in line]  # one process: nothing said of it
 
 
 def test_simple_net_learns_the_real_fashion_mnist_subset(fashion_root, tmp_path, capsys):

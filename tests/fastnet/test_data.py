@@ -527,7 +527,7 @@ def test_load_dataset_no_mirror_reachable(server, tmp_path, closed_port_url, mon
     assert str(folder) in message and all(f in message for f in FILES)
     assert "HTTP Error 404" in message and closed_port_url in message
     assert "install Debian's dataset-fashion-mnist package" in message
-    assert listing(folder) == []
+    assert listing(tmp_path) == []  # the folders it created are removed
 
 
 @pytest.fixture
@@ -582,7 +582,23 @@ def test_cli_download_offline_exits_2_and_leaves_nothing(server, closed_port_url
     err = capsys.readouterr().err
     assert err.startswith("fastnet download: error: mnist: could not download ")
     assert "No mirror worked (offline?)" in err
-    assert listing(tmp_path / "mnist") == []
+    assert listing(tmp_path) == []  # no empty mnist/ left behind
+
+
+def test_a_failed_download_keeps_the_folders_that_were_there(server, closed_port_url, tmp_path,
+                                                              monkeypatch):  # fmt: skip
+    """Only the folders it created go: not the root given, nor a dataset folder that was
+    there, nor a verified file already in it."""
+    monkeypatch.setitem(dl.MIRRORS, "mnist", (closed_port_url,))
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError):
+        download_dataset("mnist", tmp_path, progress=False)
+    assert listing(tmp_path) == ["mnist"] and listing(tmp_path / "mnist") == ["notes.txt"]
+    (tmp_path / "mnist" / "notes.txt").unlink()
+    with pytest.raises(DataError):
+        download_dataset("mnist", tmp_path / "new" / "root", progress=False)
+    assert listing(tmp_path) == ["mnist"]  # new/root/mnist removed, the empty mnist/ kept
 
 
 # ---------------------------------------------------------------- batches

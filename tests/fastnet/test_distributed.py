@@ -392,6 +392,25 @@ def test_rank_0_alone_writes_and_prints_and_all_report_the_same_accuracy(data_di
     assert len(accuracies) == 1, accuracies
 
 
+def test_a_run_on_2_processes_says_so_once_and_records_it(data_dir, tmp_path):
+    """One line from rank 0 at the start; ``processes`` in config.json and every metrics line
+    (the checkpoint's ``world_size`` says it too)."""
+    out, run_args = tmp_path / "run", ["--model", "mlp", "--epochs", "2"]
+    done = run(hooked(2, args(data_dir, out, *run_args), tmp_path / "record"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    said = [line for line in lines if "per process" in line]
+    assert said == [f"2 processes, global batch {BATCH}, {BATCH // 2} per process"]
+    assert lines.index(said[0]) < min(i for i, line in enumerate(lines) if line.startswith("epoch"))
+    assert json.loads((out / "config.json").read_text())["processes"] == 2
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["processes"] for r in records] == [2, 2]
+    history = recorded(tmp_path / "record", 1)[1]  # rank 1's: the evaluations are shared
+    accuracies = ["train_accuracy", "test_accuracy", "processes"]
+    assert [[h[k] for k in accuracies] for h in history] == [
+        [r[k] for k in accuracies] for r in records]  # fmt: skip
+
+
 def test_ranks_that_do_not_start_from_the_same_data_are_refused(data_dir, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(data_dir, other)

@@ -29,6 +29,13 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+def written_config(folder: Path, processes: int = 1) -> TrainConfig:
+    """The configuration in ``folder/config.json``, once its ``processes`` is checked."""
+    written = json.loads((folder / "config.json").read_text())
+    assert written.pop("processes") == processes
+    return TrainConfig(**written)
+
+
 def test_prepare_creates_the_folder_and_writes_the_config(tmp_path):
     path = tmp_path / "runs" / "a"
     RunFolder(path).prepare(CONFIG, 0, resuming=False)
@@ -36,9 +43,14 @@ def test_prepare_creates_the_folder_and_writes_the_config(tmp_path):
     text = (path / "config.json").read_text()
     changed = {"model": "mlp", "epochs": 3, "batch_size": 40, "lr": 0.05, "seed": 7,
                "augment": "shift=1"}  # fmt: skip
-    assert json.loads(text) == {**dataclasses.asdict(TrainConfig()), **changed}
-    assert TrainConfig(**json.loads(text)) == CONFIG
+    assert json.loads(text) == {**dataclasses.asdict(TrainConfig()), **changed, "processes": 1}
+    assert written_config(path) == CONFIG
     assert text.endswith("\n")
+
+
+def test_the_config_says_how_many_processes_train(tmp_path):
+    RunFolder(tmp_path).prepare(CONFIG, 0, resuming=False, processes=3)
+    assert written_config(tmp_path, processes=3) == CONFIG
 
 
 def test_prepare_replaces_the_config_of_a_resumed_run(tmp_path):
@@ -46,7 +58,7 @@ def test_prepare_replaces_the_config_of_a_resumed_run(tmp_path):
     (tmp_path / "checkpoint.npz").write_bytes(b"")
     later = dataclasses.replace(CONFIG, epochs=9)
     RunFolder(tmp_path).prepare(later, 2, resuming=True)
-    assert TrainConfig(**json.loads((tmp_path / "config.json").read_text())) == later
+    assert written_config(tmp_path) == later
 
 
 def test_a_config_with_numpy_numbers_is_written_as_json(tmp_path):
@@ -121,7 +133,7 @@ def test_a_new_run_into_a_folder_holding_a_checkpoint_is_refused(tmp_path, rng):
     assert str(tmp_path) in str(caught.value)
     assert snapshot(tmp_path) == before  # nothing touched
     RunFolder(tmp_path).prepare(CONFIG, 2, resuming=True)  # resuming it is fine
-    assert TrainConfig(**json.loads((tmp_path / "config.json").read_text())) == CONFIG
+    assert written_config(tmp_path) == CONFIG
 
 
 def test_a_folder_without_a_checkpoint_takes_a_new_run(tmp_path, rng):

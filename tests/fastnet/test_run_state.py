@@ -100,6 +100,30 @@ def test_epochs_replaces_the_saved_number(epochs, tmp_path, rng):
     assert resume.state.epoch == 3
 
 
+NOTES = [  # (schedule, epochs of the run, --epochs, epochs done): the note, after its start
+    ("cosine", 20, 3, 2, ": the cosine schedule is re-spread over 3 epochs (epoch 3 at lr "
+                         "2.5e-04 instead of 9.8e-04)"),
+    ("step", 8, 16, 4, ": the step schedule is re-spread over 16 epochs (epoch 5 at lr 1.0e-03 "
+                       "instead of 1.0e-04)"),
+    ("step", 8, 16, 1, ": the step schedule is re-spread over 16 epochs (epoch 2 at lr 1.0e-03)"),
+    ("cosine", 5, 9, 5, ": the cosine schedule is re-spread over 9 epochs (epoch 6 at lr "
+                        "4.1e-04)"),
+    ("cosine", 5, 3, 3, ""),  # all done: nothing is trained on
+    ("constant", 5, 9, 2, ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("schedule, epochs, new, done, note", NOTES)
+def test_another_number_of_epochs_says_what_it_changes(schedule, epochs, new, done, note,
+                                                       tmp_path, rng):  # fmt: skip
+    config = dataclasses.replace(CONFIG, epochs=epochs, lr_schedule=schedule, lr=1e-3)
+    saved(tmp_path / "c.npz", rng, config, RunState(epoch=done))
+    resume = run_state.load_resume(tmp_path / "c.npz", new)
+    assert resume.note == f"--epochs {new} changes the run from {epochs} to {new} epochs{note}"
+    assert run_state.load_resume(tmp_path / "c.npz", epochs).note is None
+    assert run_state.load_resume(tmp_path / "c.npz", None).note is None
+
+
 def test_fewer_epochs_than_done_is_refused(tmp_path, rng):
     saved(tmp_path / "c.npz", rng)
     with pytest.raises(ConfigError, match="^epochs must be at least 3") as caught:
