@@ -22,7 +22,9 @@ def script(path: str):
 
 def test_check_datasets_says_in_one_line_that_a_dataset_is_missing(tmp_path, monkeypatch,
                                                                    capsys):  # fmt: skip
-    """The conftest leaves no Fashion-MNIST anywhere (an empty cache, no Debian folder)."""
+    """With an empty user cache of its own (another test may have downloaded Fashion-MNIST
+    into the session's), and no Debian folder (the conftest's), nothing is found."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     check = script("tools/check_datasets.py")
     monkeypatch.setattr(sys, "argv", ["check_datasets.py", str(tmp_path), "--datasets",
                                       "fashion-mnist", "--no-train"])  # fmt: skip
