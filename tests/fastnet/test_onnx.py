@@ -19,6 +19,19 @@ STANDARD_OPS = {"Conv", "BatchNormalization", "Relu", "Sigmoid", "MaxPool", "Ave
                 "Flatten", "Gemm"}  # fmt: skip
 
 
+def ort_reads(path) -> bool:
+    """Whether the installed onnxruntime reads ``path``'s IR version: an older onnxruntime
+    (the newest for Python 3.10 is 1.23, IR <= 11) than the onnx that wrote the file is
+    compared through NumPy alone; any other error fails the test."""
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types
+        if "Unsupported model IR version" not in str(e):
+            raise
+        return False
+    return True
+
+
 def run_ort(path, x: np.ndarray) -> np.ndarray:
     """``path``'s output on ``x`` in onnxruntime (one thread, sequential)."""
     options = ort.SessionOptions()
@@ -493,7 +506,7 @@ def test_every_opset_loads_with_all_its_attributes_and_matches(opset, tmp_path, 
     x = f32(rng, 3, 3, 8, 8)
     got = model(x)
     assert_close(got, numpy_chain(x, inits), "conv")
-    if opset >= 7:
+    if opset >= 7 and ort_reads(path):
         assert_close(got, run_ort(path, x), "conv")
 
 
