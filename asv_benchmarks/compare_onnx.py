@@ -1,12 +1,14 @@
-"""fastnet's inference plan vs onnxruntime vs PyTorch eager on the VGG net, side by side.
+"""fastnet's inference plan vs onnxruntime, OpenVINO and PyTorch eager on the VGG net.
 
-Run with onnxruntime and torch installed (``pip install onnx onnxruntime torch==2.13.0``)::
+Run with the peers installed (``pip install onnx onnxruntime openvino torch==2.13.0``)::
 
     python asv_benchmarks/compare_onnx.py [--threads 2] [--rounds 3] [--profile]
 
 Each engine runs in its own process (``--engine NAME`` runs one and prints JSON), float32,
 with the same thread count: fastnet through Numba's and BLAS's thread limits, onnxruntime
-with ``intra_op_num_threads`` and sequential execution, torch with ``set_num_threads``. The
+with ``intra_op_num_threads`` and sequential execution, OpenVINO (reading fastnet's ONNX
+export) with ``INFERENCE_NUM_THREADS``, torch with ``set_num_threads``. Each engine's
+output is checked against fastnet's eager model before it is timed. The
 processes take turns, round by round, and each measures batch 1 and batch 100; the table
 gives the median over the rounds (and the min-max spread). The machine's ceiling, NumPy's
 2048^3 float32 matrix product on the same threads, is measured in its own process too, and
@@ -34,7 +36,7 @@ sys.path.insert(0, str(HERE))
 from compare_torch import timeit  # noqa: E402
 
 BATCHES = (1, 100)
-ENGINES = ("fastnet-plan", "fastnet-eager", "onnxruntime", "torch-eager")
+ENGINES = ("fastnet-plan", "fastnet-eager", "onnxruntime", "openvino", "torch-eager")
 
 
 def machine() -> str:
@@ -82,6 +84,15 @@ def _runner(engine: str, threads: int, onnx_path: str) -> Callable:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         return lambda x: session.run(None, {"input": x})[0]
+    if engine == "openvino":
+        import openvino
+
+        # float32 as the others (on CPUs with bf16, OpenVINO's default precision is bf16)
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_PRECISION_HINT": "f32"}  # fmt: skip
+        compiled = openvino.Core().compile_model(onnx_path, "CPU", config)
+        request = compiled.create_infer_request()
+        return lambda x: request.infer({0: x})[compiled.output(0)]
     import torch
 
     sys.path.insert(0, str(HERE.parent / "tools"))
@@ -110,6 +121,12 @@ def measure(engine: str, threads: int, onnx_path: str, seconds: float) -> dict:
         return {"gflops": 2 * 2048**3 / timeit(lambda: a @ a, seconds) / 1e9}
     run = _runner(engine, threads, onnx_path)
     x = np.random.default_rng(1).random((max(BATCHES), 1, 28, 28), dtype=np.float32)
+    for n in BATCHES:  # the same logits as fastnet's eager model, or no timing at all
+        expected = _vgg()(x[:n])
+        error = np.abs(run(x[:n]) - expected).max() / np.abs(expected).max()
+        if not error < 1e-4:
+            raise SystemExit(f"{engine}: its outputs differ from fastnet's at batch {n} "
+                             f"(largest difference {error:.1e} of the largest logit)")  # fmt: skip
     return {str(n): statistics.median(timeit(lambda n=n: run(x[:n]), seconds) for _ in range(3))
             for n in BATCHES}  # fmt: skip
 
@@ -213,7 +230,8 @@ def main() -> int:
     if args.engine:
         print(json.dumps(measure(args.engine, args.threads, args.onnx, args.seconds)))
         return 0
-    peers = {"onnx": "onnx", "onnxruntime": "onnxruntime", "torch-eager": "torch==2.13.0"}
+    peers = {"onnx": "onnx", "onnxruntime": "onnxruntime", "openvino": "openvino",
+             "torch-eager": "torch==2.13.0"}  # fmt: skip
     missing = [peers[e] for e in ("onnx", *args.engines) if e in peers
                and importlib.util.find_spec(peers[e].split("=")[0]) is None]  # fmt: skip
     if missing:  # a peer that is not installed: one line, not a traceback

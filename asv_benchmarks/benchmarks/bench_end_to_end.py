@@ -1,8 +1,10 @@
-"""The VGG net end to end: training step (forward, loss, backward, Adam) and inference."""
+"""The VGG net end to end: a training step of the book's loop (``fastnet.loop``: forward,
+loss, backward, Adam) and inference."""
 
 import numpy as np
 
 from fastnet import SoftmaxCrossEntropy, models, optim
+from fastnet.loop import train_one_epoch
 
 from ._vgg import BATCH, rand
 
@@ -22,10 +24,7 @@ class VGG:
         self.time_inference_batch1()
 
     def time_train_step(self):
-        self.net.train()
-        self.loss_fn(self.net(self.x), self.t)
-        self.net.backward(self.loss_fn.backward())
-        self.opt.step()
+        train_one_epoch(self.net, self.loss_fn, self.opt, [(self.x, self.t)])
 
     def time_inference_batch100(self):
         self.net.eval()(self.x)
