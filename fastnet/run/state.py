@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
-
 from fastnet import checkpoint
 from fastnet.config import TrainConfig, _is_int, _is_real
 from fastnet.errors import CheckpointError, ConfigError
@@ -138,8 +136,3 @@ def save(path: Path, model: Module, opt: Optimizer, config: TrainConfig, state: 
     """Write the checkpoint ``path`` of ``model``, ``opt``, ``config`` and ``state``."""
     meta = {"config": config.to_dict(), "state": dataclasses.asdict(state)}
     checkpoint.save(path, model.state_dict(), opt.state_dict(), meta)
-
-
-def generator_state(rng: np.random.Generator) -> Mapping[str, Any]:
-    """The JSON-serialisable state of ``rng``."""
-    return rng.bit_generator.state

@@ -39,7 +39,7 @@ def progress(rng: np.random.Generator) -> RunState:
     for g in gens:
         g.random(int(rng.integers(1, 50)))
     return RunState(
-        epoch=3, step=4, shuffle_state=run_state.generator_state(gens[0]),
+        epoch=3, step=4, shuffle_state=gens[0].bit_generator.state,
         model_rng_state=gens[1].bit_generator.state, augment_rng_state=gens[2].bit_generator.state,
         loss_sum=float(rng.random() * 100), correct=37, seen=64, train_seconds=12.5,
         best_accuracy=0.8125, world_size=2, replica_rng_states=[gens[3].bit_generator.state],
@@ -72,7 +72,7 @@ def test_the_saved_generator_states_continue_the_same_streams(tmp_path, rng):
     for g in gens:
         g.random(int(rng.integers(1, 50)))
     names = ("shuffle_state", "model_rng_state", "augment_rng_state")
-    states = {n: run_state.generator_state(g) for n, g in zip(names, gens, strict=True)}
+    states = {n: g.bit_generator.state for n, g in zip(names, gens, strict=True)}
     state = RunState(epoch=1, **states)
     saved(tmp_path / "c.npz", rng, state=state)
     loaded = run_state.load_resume(tmp_path / "c.npz", None).state
