@@ -5,13 +5,16 @@ first call: a serial variant (``prange`` runs as ``range``) and a parallel one. 
 are cached on disk (``cache=True``). Numba's cache index does not include compile
 flags, so the two variants get distinct qualified names and hence distinct cache files.
 
-Chunk kernels (``@chunk_kernel``) are the exception, for large kernels whose batch splits
+Chunk kernels (``chunk_kernel``) are the exception, for large kernels whose batch splits
 into a few independent chunks (convolution): the body processes one chunk and is compiled
-once (serial, ``nogil``); the parallel mode runs the chunks on Python threads. A ``prange``
-kernel costs two compiles, and Numba's parallel-loop pipeline compiles the loop body again
-and re-optimizes all the code it calls twice more. Measured for the convolution (forward +
-backward, float32, cold): 13 s serial and 19 s parallel as ``prange`` kernels, 10 s for the
-chunk kernels that serve both.
+once (serial, ``nogil``), and a small launcher compiled with ``parallel=True`` calls it
+for every chunk in a ``prange`` loop. A ``prange`` kernel costs two compiles, and Numba's
+parallel-loop pipeline compiles the loop body again and re-optimizes all the code it calls
+twice more. Measured for the convolution (forward + backward, float32, cold): 13 s serial
+and 19 s parallel as ``prange`` kernels, 10 s for chunk kernels that serve both. Their
+chunks ran on Python threads until 2026-12: handing a chunk to a Python thread (and the
+GIL back) cost 25-50 us, against 2 us for a parallel region of Numba's threads while they
+spin (``GOMP_SPINCOUNT`` below), which lets an image split over both cores pay at batch 1.
 
 When the package folder is read-only, Numba itself falls back to a per-user cache
 folder (``$NUMBA_CACHE_DIR`` if set, else the user cache folder, e.g. ``~/.cache/numba``).
@@ -24,25 +27,34 @@ the former scalar-accumulator tile into too few registers on AVX-512.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import types
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from numba.core import config, event
+from numba.core import event
 from numba.core import types as nb_types
 from numba.core.registry import CPUDispatcher
 
-# Idle worker threads sleep instead of spinning. Numba's OpenMP threading layer (libgomp)
+# Idle worker threads spin briefly, then sleep. Numba's OpenMP threading layer (libgomp)
 # and SciPy's OpenBLAS (behind Numba's ``np.dot``) both busy-wait after each parallel region
-# by default, so on a machine with few cores their idle workers steal the cores from the
-# threads doing the next kernel: measured on the 2-core dev VM, a VGG training step took
-# 220 ms with the defaults and 110 ms with these two settings. Both libraries read them
-# once, when they load, which is after this import (on the first parallel kernel and the
-# first ``np.dot``); a value the user set already wins.
-WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
+# by default (libgomp 300,000 spins), so on a machine with few cores their idle workers
+# steal the cores from the threads doing the next kernel: measured on the 2-core dev VM, a
+# VGG training step took 220 ms with the defaults and 110 ms with passive waiting. But a
+# sleeping worker takes 20-40 us to wake, against 2 us for a spinning one (a ``prange(2)``
+# region; 2-core AMD EPYC Zen 4, 2026-12-08), and a step of an inference plan at batch 1
+# is 10-30 us: with ``GOMP_SPINCOUNT=5000`` (OpenMP's passive policy otherwise) libgomp's
+# workers spin for 100-300 us there before sleeping, long enough to bridge the Python code
+# between two kernels, short enough not to hold a core through anything longer.
+# Measured on that machine: the plan at batch 1 took 220 us with passive workers (its
+# layers on one thread) and 135 us with these settings (each image split over both).
+# The libraries read these once, when they load, which is after this import (on the first
+# parallel kernel and the first ``np.dot``); a value the user set already wins.
+WAIT_POLICY = {
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "GOMP_SPINCOUNT": "5000",
+    "OPENBLAS_THREAD_TIMEOUT": "4",
+}
 for _name, _value in WAIT_POLICY.items():
     os.environ.setdefault(_name, _value)
 
@@ -168,54 +180,50 @@ def kernel(fn: Callable | None = None, *, size_factor: float = 1.0) -> Any:
     return Kernel(fn, size_factor)
 
 
-@functools.cache
-def _pool(pid: int) -> ThreadPoolExecutor:
-    """Worker threads for chunk kernels, one pool per process (``pid``: a forked child makes
-    its own, the parent's threads do not exist there)."""
-    return ThreadPoolExecutor(max(1, config.NUMBA_NUM_THREADS - 1), "fastnet-chunk")
-
-
 class ChunkKernel:
-    """A kernel body for one chunk of a batch, compiled once and run over all the chunks.
+    """A kernel body for one chunk of a batch, compiled once, and its launcher, which runs
+    every chunk on Numba's threads.
 
     Parameters
     ----------
     fn : callable
         ``fn(*args, t, chunks)`` computes chunk ``t`` of ``chunks``: it must write only its
         own part of the outputs (its images, its row of per-chunk partial results).
+    launch : callable
+        ``launch(*args, chunks)``: ``fn(*args, t, chunks)`` for every ``t`` in a
+        ``numba.prange`` loop (it unpacks the tuples of arrays among ``args`` before the
+        loop: a parallel loop cannot capture them) and nothing else; it is compiled with
+        ``parallel=True`` and calls the compiled body, which is compiled once.
     """
 
-    def __init__(self, fn: Callable) -> None:
+    def __init__(self, fn: Callable, launch: Callable) -> None:
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
         self.body = _dispatcher(CPUDispatcher, fn, nogil=True)
+        self.threads = _dispatcher(
+            CPUDispatcher, renamed(launch, "_" + fn.__name__, _body=self.body), parallel=True
+        )
 
     def __call__(self, *args: Any, chunks: int, parallel: bool = True) -> None:
-        """Run every chunk: in turn, or on the threads (``run_calls``)."""
-        calls = [(*args, t, chunks) for t in range(chunks)]
-        if parallel:
-            run_calls(self.body, calls)
-        else:
-            for call in calls:
-                self.body(*call)
+        """Run every chunk (``runner``)."""
+        self.runner(chunks, parallel)(*args)
+
+    def runner(self, chunks: int, parallel: bool = True) -> Callable[..., None]:
+        """``run(*args)``, which runs every chunk: on Numba's threads, or in turn in this
+        thread (serial, or a single chunk: a parallel region costs a wake-up of the
+        threads)."""
+        if parallel and chunks > 1:
+            return lambda *args: self.threads(*args, chunks)
+        if chunks == 1:
+            return lambda *args: self.body(*args, 0, 1)
+
+        def in_turn(*args: Any) -> None:
+            for t in range(chunks):
+                self.body(*args, t, chunks)
+
+        return in_turn
 
 
-def run_calls(fn: Callable, calls: list[tuple]) -> None:
-    """``fn(*args)`` for each ``args`` in ``calls`` at once: the first in this thread, the
-    others on the worker threads; returns when all are done. ``fn`` must release the GIL
-    (a ``nogil`` kernel) and the calls must write disjoint outputs. On a first call, one
-    thread compiles while the others wait on Numba's compiler lock, then find the compiled
-    code."""
-    pool = _pool(os.getpid())
-    workers = [pool.submit(fn, *args) for args in calls[1:]]
-    try:
-        if calls:
-            fn(*calls[0])
-    finally:
-        for w in workers:
-            w.result()
-
-
-def chunk_kernel(fn: Callable) -> ChunkKernel:
-    """Turn a one-chunk body into a :class:`ChunkKernel`."""
-    return ChunkKernel(fn)
+def chunk_kernel(fn: Callable, launch: Callable) -> ChunkKernel:
+    """Turn a one-chunk body and its launcher into a :class:`ChunkKernel`."""
+    return ChunkKernel(fn, launch)

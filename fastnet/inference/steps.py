@@ -24,18 +24,17 @@ from kernels.activation import relu_forward, sigmoid_forward
 from kernels.affine import affine_forward
 from kernels.affine import cpu as affine_cpu
 from kernels.batchnorm import batchnorm_forward
-from kernels.conv import conv2d_forward, conv2d_forward_packed, pack_conv2d
-from kernels.fused import cpu as fused_cpu
+from kernels.conv import bind_conv2d_forward, conv2d_forward, pack_conv2d
 from kernels.pool import avgpool2d_forward, maxpool2d_forward
 
-# A convolution on fewer images than threads is split over blocks of output channels when
-# each part gets at least this many FLOPs per image. The parts run on Python threads
-# (``kernels._jit.run_calls``), and waking one and handing it the GIL costs 50-70 us on the
-# 2-core Zen 5 VM. Measured there with the per-ISA tiles (one image, 2 threads, quiet
-# machine, medians of 7): 14.5 MFLOP took 121 us split against 100 us whole, 28.9 MFLOP
-# 167 against 173 us, 57.8 MFLOP 254 against 360 us, 115.6 MFLOP 464 against 733 us. So
-# none of VGG's layers (at most 4.7 MFLOP per image) is split at batch 1.
-SPLIT_MIN_FLOPS = 14_000_000
+# A convolution on fewer images than threads is split into parts of each image's output
+# pixels when each part gets at least this many FLOPs. The parts run on Numba's threads,
+# which cost about 2 us to start while they spin (``kernels._jit.WAIT_POLICY``). Measured
+# on the 2-core AMD EPYC Zen 4 (2026-12-08, VGG at batch 1, 2 threads, medians of 2000
+# runs): 135-150 us whether the first layer (0.23 MFLOP) is split or not, against 190 us
+# with no layer split; each of the others (1.8-4.7 MFLOP) took 0.6x its time on one
+# thread. (Handed to Python threads, a part cost 50-70 us: no VGG layer was split.)
+SPLIT_MIN_FLOPS = 200_000
 # Input shapes whose buffers a step keeps (the oldest is dropped beyond this).
 SHAPES_KEPT = 4
 
@@ -142,13 +141,13 @@ class AffineStep(Step):
 
 
 class ConvStep(Step):
-    """Conv2d (batch norm folded in) and its epilogue: ``""``, ``"relu"`` (in place) or
-    ``"relu+maxpool2x2"`` (one fused pass into a quarter-size buffer).
+    """Conv2d (batch norm folded in) and its epilogue: ``""``, ``"relu"`` or
+    ``"relu+maxpool2x2"``, applied by the convolution's kernel to each image while it is
+    in cache (into a quarter-size buffer with pooling).
 
     The weights are packed once for the host's register tile (``kernels.conv.pack_conv2d``);
-    each run is one ``kernels.conv.conv2d_forward_packed`` into this step's buffer, over the
-    threads by images, or, for fewer images than threads, each image over blocks of output
-    channels (``_parts``).
+    each run is one ``kernels.conv.conv2d_forward_packed`` into this step's buffers, over the
+    threads by images, or, for fewer images than threads, each image in parts (``_parts``).
     """
 
     def __init__(
@@ -165,32 +164,22 @@ class ConvStep(Step):
         self.epilogue = epilogue
         self.packed = pack_conv2d(w, b, stride, padding)
 
-    def _prepare(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        oh, ow = conv2d_forward(_probe(x), self.w, self.b, self.stride, self.padding).shape[2:]
-        y = np.empty((x.shape[0], self.w.shape[0], oh, ow), self.w.dtype)
-        out = y
+    def _prepare(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         if self.epilogue == "relu+maxpool2x2":
-            maxpool2d_forward(y[:1], 2)  # the pool's own check that the window fits
-            out = np.empty((x.shape[0], self.w.shape[0], oh // 2, ow // 2), self.w.dtype)
-        return y, out
+            y = conv2d_forward(_probe(x), self.w, self.b, self.stride, self.padding)
+            maxpool2d_forward(y, 2)  # the pool's own check that the window fits
+        oh, ow = conv2d_forward(_probe(x), self.w, self.b, self.stride, self.padding).shape[2:]
+        parts = self._parts(x.shape[0], oh * ow, numba.get_num_threads())
+        return bind_conv2d_forward(self.packed, x.shape, epilogue=self.epilogue, parts=parts)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        y, out = self._state(x)
-        parts = self._parts(x.shape[0], y.shape[2] * y.shape[3], numba.get_num_threads())
-        conv2d_forward_packed(x, self.packed, y, parts=parts)
-        if self.epilogue == "relu":
-            activation_cpu.relu_forward(y.reshape(-1), y.reshape(-1))
-        elif self.epilogue:
-            fused_cpu.relu_maxpool2x2_forward(
-                y.reshape(-1, *y.shape[2:]), out.reshape(-1, *out.shape[2:])
-            )
-        return out
+        return self._state(x)(x)
 
     def _parts(self, n: int, pixels: int, threads: int) -> int:
         """Parts each of ``n`` images is split into: 1 when the images alone keep the threads
-        busy, else up to one per thread, at most one per block of output channels (the
-        tile's lanes), each with at least ``SPLIT_MIN_FLOPS`` of work."""
+        busy, else up to one per thread, each with at least ``SPLIT_MIN_FLOPS`` of work
+        (``bind_conv2d_forward`` makes at most one per register tile)."""
         if n >= threads:
             return 1
         flops = 2 * self.w.size * pixels
-        return max(1, min(threads // n, self.packed.blocks, flops // SPLIT_MIN_FLOPS))
+        return max(1, min(threads // n, flops // SPLIT_MIN_FLOPS))

@@ -4,130 +4,42 @@ Every product of the forward and backward passes is one form,
 ``out[o, j] = init[o] + sum_k X[inner[k] + outer[j]] * M[k, o]``, over a zero-padded copy
 ``X`` of one image (or of a group of images), flattened:
 
-- tables: ``_offsets``, ``_bounds``, ``_pitch``, ``blocks`` (weights as ``(O/L, K, L)``), and
-  the cached per-shape plans ``forward_plan`` and ``backward_plan`` (NumPy, built once);
+- the tables (``kernels.conv.tables``: offsets, bounds, packed weights, built once per
+  shape in NumPy);
 - the register tile ``_tile_oc`` over the intrinsic of ``tile_ir`` (LLVM vector code), and
   ``_tile_px`` (runs of pixels, for ``dx`` of fewer than 8 channels);
-- the chunk kernels ``_forward`` and ``_backward`` (with ``_dw_group``) and the copies
-  that pad and crop their buffers; ``kernels(pixels, lanes)`` compiles them per tile shape.
+- the chunk kernels ``_forward`` (with its epilogues, ``_finish``) and ``_backward`` (with
+  ``_dw_group``), their launchers on the threads, and the copies that pad and crop their
+  buffers; ``kernels(pixels, lanes)`` compiles them per tile shape.
 
 docs/kernels-conv.md explains the design, the layouts and the measurements behind them.
 """
 
 import functools
 
+import numba
 import numpy as np
 
 from kernels._isa import BLOCK
 from kernels._jit import chunk_kernel, helper, renamed
-from kernels.conv.tile_ir import OFFSETS, SOURCE_HASH, fma_tile_intrinsic
+from kernels.conv.tile_ir import SOURCE_HASH, fma_tile_intrinsic
 
 LANES = BLOCK  # channels per tile; each variant (``kernels``) sets its own
 RUN = 64  # pixels per row tile of ``_tile_px``
-_DW_PIXELS = 1024  # output pixels per ``dw`` tile call (a group of images)
 
 
-def _offsets(base: int, dims: tuple, multiple: int = 1) -> np.ndarray:
-    """uint64 ``base + sum_d i_d * s_d`` over the grid ``dims = ((n0, s0), (n1, s1), ...)``
-    (last index fastest), padded with ``base`` to a multiple of ``multiple`` entries."""
-    t = np.full(1, base, dtype=np.int64)
-    for n, step in dims:
-        t = (t[:, None] + step * np.arange(n)).ravel()
-    return np.concatenate([t, np.full(-t.size % multiple, base)]).astype(np.uint64)
-
-
-def _bounds(
-    entries: int, per_row: int, rows: int, rule: tuple, unit: int, pixels: int
-) -> np.ndarray:
-    """``k`` range of each tile of ``_tile_oc``: tile ``t`` holds entries ``[P t, P t + P)``
-    (``P = pixels``),
-    entry ``j < entries`` is in row ``a = j // per_row``, ``k`` runs over blocks of ``unit``
-    values, and block ``b < rows`` is needed by row ``a`` iff ``0 <= a*SA + b*SB + C0 < SIZE``
-    for ``rule = (SA, SB, C0, SIZE)``. Returns int64 ``(tiles, 2)``: from the first to the
-    last block needed by an entry of the tile, ``(0, 0)`` if none."""
-    sa, sb, c0, size = rule
-    j = np.arange(-(-entries // pixels) * pixels)
-    pos = (j // per_row)[:, None] * sa + np.arange(rows) * sb + c0
-    need = (pos >= 0) & (pos < size) & (j < entries)[:, None]
-    need = need.reshape(-1, pixels, rows).any(axis=1)
-    some = need.any(axis=1)
-    lo = np.where(some, need.argmax(axis=1), 0)
-    hi = np.where(some, rows - need[:, ::-1].argmax(axis=1), 0)
-    return np.stack([lo * unit, hi * unit], axis=1).astype(np.int64)
-
-
-def _pitch(rows: int, cols: int) -> int:
-    """Row pitch of a padded buffer of ``rows x cols`` planes: ``cols``, or ``cols + 1`` when a
-    plane would be a multiple of 256 elements (planes 1-4 KiB apart share L1 cache sets)."""
-    return cols + 1 if rows * cols % 256 == 0 else cols
-
-
-def blocks(w: np.ndarray, lanes: int) -> np.ndarray:
-    """Weights ``w (O, I, KH, KW)`` as ``(ceil(O/L), KH*I*KW, L)`` for ``L = lanes``, taps in
-    ``(kh, i, kw)`` order, ``O`` zero-padded: the ``M`` of ``_tile_oc``. One strided copy (two
-    copies took 4x longer, which counts at batch 1)."""
-    o, i, kh, kw = w.shape
-    ob = -(-o // lanes)
-    if o % lanes:
-        w = np.concatenate([w, np.zeros((ob * lanes - o, i, kh, kw), w.dtype)])
-    packed = w.reshape(ob, lanes, i, kh, kw).transpose(0, 3, 2, 4, 1)
-    return np.ascontiguousarray(packed).reshape(ob, kh * i * kw, lanes)
-
-
-@functools.lru_cache(maxsize=64)
-def forward_plan(c: int, h: int, w: int, geom: tuple, pixels: int) -> tuple:
-    """``((inner, outer, bounds), (HP, WP, PH, PW, OW, COLS))`` for ``conv2d_forward`` with
-    tiles of ``pixels``; ``geom`` is ``(KH, KW, SH, SW, PH, PW, OH, OW)``. The tiles compute
-    ``OH`` rows of ``COLS`` outputs: ``OW``, or, for a tile longer than ``OFFSETS`` and
-    stride 1, the padded width ``WP``, so that each tile reads consecutive inputs (the
-    columns past ``OW`` are computed and dropped). Cached: the arrays must not be
-    modified."""
-    kh, kw, sh, sw, ph, pw, oh, ow = geom
-    hp, wp = h + 2 * ph, _pitch(h + 2 * ph, w + 2 * pw)
-    cols = wp if pixels > OFFSETS and sh == sw == 1 else ow
-    inner = _offsets(0, ((kh, wp), (c, hp * wp), (kw, 1)))
-    outer = _offsets(0, ((oh, sh * wp), (cols, sw)), pixels)
-    bounds = _bounds(oh * cols, cols, kh, (sh, 1, -ph, h), c * kw, pixels)
-    return (inner, outer, bounds), (hp, wp, ph, pw, ow, cols)
-
-
-@functools.lru_cache(maxsize=64)
-def backward_plan(n: int, c: int, h: int, w: int, oc: int, geom: tuple, pixels: int) -> tuple:
-    """``((pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds), xframe, dframe)`` for
-    ``conv2d_backward`` with chunks of at most ``n`` images and tiles of ``pixels``:
-    ``xframe = (HP, WP, PH, PW, 1, 1)`` places ``x`` in its padded buffer (channels last,
-    for ``dw``: taps in ``(kh, kw, c)`` order, ``C`` consecutive inputs per ``(kh, kw)``),
-    ``dframe = (HD, WD, KH-1, KW-1, SH, SW, OH, OW, COLS)`` places ``dy``; the ``dx`` tiles
-    compute ``H`` rows of ``COLS`` inputs, ``W`` or, for a tile longer than ``OFFSETS``,
-    ``WD`` (as in ``forward_plan``). Cached: the arrays must not be modified."""
-    kh, kw, sh, sw, ph, pw, oh, ow = geom
-    hp, wp = h + 2 * ph, _pitch(h + 2 * ph, w + 2 * pw)
-    hd, wd = hp + kh - 1, _pitch(hp + kh - 1, w + 2 * pw + kw - 1)
-    cols = wd if pixels > OFFSETS else w
-    group = max(1, min(n, _DW_PIXELS // (oh * ow)))
-    group = max(1, -(-n // max(1, -(-n // group))))  # groups evenly filled: the last pads less
-    tables = (
-        _offsets(0, ((oh, sh * wp * c), (group, c * hp * wp), (ow, sw * c))),
-        _offsets(0, ((kh, wp * c), (kw, c), (c, 1)), pixels),
-        _bounds(kh * c * kw, c * kw, oh, (1, sh, -ph, h), group * ow, pixels),
-        _offsets(0, ((kh, wd), (oc, hd * wd), (kw, 1))),
-        _offsets(ph * wd + pw, ((h, wd), (cols, 1)), pixels),
-        _bounds(h * cols, cols, kh, (1, 1, ph - kh + 1, (oh - 1) * sh + 1), oc * kw, pixels),
-    )
-    return tables, (hp, wp, ph, pw, 1, 1), (hd, wd, kh - 1, kw - 1, sh, sw, oh, ow, cols)
-
-
-def _tile_oc(X, inner, outer, bounds, M, init, out):
+def _tile_oc(X, inner, outer, bounds, M, init, out, j0, j1):
     """``out[o, j] = init[o] + sum_k X[inner[k] + outer[j]] * M[k, o]`` for ``M (O/16, K,
     16)``, ``init (O/16, 16)``, ``len(outer)`` a multiple of ``PIXELS`` (this variant's tile),
     ``out`` C-contiguous with at least ``O`` rows and ``min(len(outer), out.shape[1])``
     columns computed; offsets are uint64. The tile of ``j`` in ``[P t, P t + P)`` sums ``k``
     over ``[bounds[t, 0], bounds[t, 1])`` only (the other terms read padding zeros).
-    ``PIXELS`` and ``_fma_tile`` are globals of each variant (``kernels``)."""
+    Computes the tiles of ``j`` in ``[j0, j1)`` (multiples of ``PIXELS``; ``0, len(outer)``:
+    all). ``PIXELS`` and ``_fma_tile`` are globals of each variant (``kernels``)."""
     cols = out.shape[1]
     for ob in range(M.shape[0]):
         mb, iv = M[ob], init[ob]
-        for j in range(0, outer.shape[0], PIXELS):  # noqa: F821
+        for j in range(j0, j1, PIXELS):  # noqa: F821
             t = j // PIXELS  # noqa: F821
             count = min(PIXELS, cols - j)  # noqa: F821
             _fma_tile(  # noqa: F821
@@ -208,12 +120,13 @@ def _pad_last(img, dst, base, frame):
 
 
 @helper
-def _crop(src, dst, row_stride):
-    """``dst[o, h, w] = src[o, h*row_stride + w]``."""
+def _crop(src, dst, row_stride, j0, j1):
+    """``dst[o, h, w] = src[o, h*row_stride + w]`` for the ``h*row_stride + w`` in
+    ``[j0, j1)``."""
     o_, h_, w_ = dst.shape
     for o in range(o_):
-        for h in range(h_):
-            for w in range(w_):
+        for h in range(j0 // row_stride, min(h_, -(-j1 // row_stride))):
+            for w in range(max(0, j0 - h * row_stride), min(w_, j1 - h * row_stride)):
                 dst[o, h, w] = src[o, h * row_stride + w]
 
 
@@ -223,23 +136,83 @@ def _span(t, chunks, n):
     return t * n // chunks, (t + 1) * n // chunks
 
 
-def _forward(x, m, init, tables, pads, y2, t, chunks):
-    """Chunk ``t`` of ``y2 (N, OC, OH*OW) = conv2d(x, w) + b``, with ``m = blocks(w)`` (taps
-    in ``(kh, c, kw)`` order), ``init = blocks(b as (OC, 1, 1, 1))`` as ``(ceil(OC/16), 16)``
-    and ``tables, pads = forward_plan(...)``. ``_tile_oc`` writes straight into ``y2[n]`` when
-    its shape fits the tile, else through a scratch buffer (the tiles of the last row read up
-    to ``WP`` values past the image, hence the spare row of ``xp``)."""
+EPILOGUES = ("", "relu", "relu+maxpool2x2")  # what ``_forward`` applies to its output
+
+
+@helper
+def _max_nan(a, b):
+    """The larger of ``a`` and ``b``, NaN if either is NaN (max pooling's rule)."""
+    return a if (a >= b or a != a) else b
+
+
+@helper
+def _finish(y2, pooled, n, c0, c1, ow, epilogue):
+    """Epilogue ``epilogue`` (an index of ``EPILOGUES``) of channels ``[c0, c1)`` of image
+    ``n`` of ``y2 (N, OC, OH*OW)``: 1, ``y2 = relu(y2)`` in place; 2, ``pooled (N, OC,
+    (OH//2)*(OW//2)) = relu(maxpool2x2(y2))`` (as ``kernels.fused``: a NaN in a window
+    wins)."""
+    zero = y2.dtype.type(0)
+    oh = y2.shape[2] // ow
+    for c in range(c0, c1):
+        src = y2[n, c]
+        if epilogue == 1:
+            for i in range(src.shape[0]):
+                src[i] = zero if src[i] <= zero else src[i]
+        elif epilogue == 2:
+            dst = pooled[n, c]
+            for r in range(oh // 2):
+                top, bottom = src[2 * r * ow :], src[(2 * r + 1) * ow :]
+                out = dst[r * (ow // 2) :]
+                for q in range(ow // 2):
+                    a, b = (
+                        _max_nan(top[2 * q], top[2 * q + 1]),
+                        _max_nan(bottom[2 * q], bottom[2 * q + 1]),
+                    )
+                    m = _max_nan(a, b)
+                    out[q] = zero if m <= zero else m
+
+
+def _forward(x, m, init, tables, pads, y2, pooled, epilogue, t, chunks):
+    """Chunk ``t`` of ``y2 (N, OC, OH*OW) = conv2d(x, w) + b`` and its epilogue (``_finish``,
+    for whole images: for parts, ``_forward_threads`` runs it after all of them), with
+    ``m = blocks(w)`` (taps in ``(kh, c, kw)`` order), ``init = blocks(b as (OC, 1, 1, 1))``
+    as ``(ceil(OC/16), 16)`` and ``tables, pads = forward_plan(...)``. The ``chunks`` split
+    the batch's images or, for fewer images than chunks, each image's tiles into
+    ``chunks // N`` parts. ``_tile_oc`` writes straight into ``y2[n]`` when its shape fits
+    the tile, else through a scratch buffer (the tiles of the last row read up to ``WP``
+    values past the image, hence the spare row of ``xp``)."""
     inner, outer, bounds = tables
     hp, wp, ph, pw, ow, cols = pads
     xp = np.zeros((x.shape[1] * hp + 1) * wp, dtype=x.dtype)
     scratch = np.empty((m.shape[0] * LANES, outer.shape[0]), dtype=x.dtype)
     direct = y2.shape[1] % LANES == 0 and y2.shape[2] == outer.shape[0] and cols == ow
-    start, stop = _span(t, chunks, x.shape[0])
-    for n in range(start, stop):
+    parts = max(1, chunks // x.shape[0])
+    start, stop = _span(t, chunks, x.shape[0] * parts)
+    for item in range(start, stop):
+        n = item // parts
+        j0, j1 = _span(item % parts, parts, outer.shape[0] // PIXELS)  # noqa: F821
+        j0, j1 = j0 * PIXELS, j1 * PIXELS  # noqa: F821
         _pad_into(x[n], xp, 0, (hp, wp, ph, pw, 1, 1))
-        _tile_oc(xp, inner, outer, bounds, m, init, y2[n] if direct else scratch)
+        _tile_oc(xp, inner, outer, bounds, m, init, y2[n] if direct else scratch, j0, j1)
         if not direct:
-            _crop(scratch, y2[n].reshape((y2.shape[1], y2.shape[2] // ow, ow)), cols)
+            y = y2[n].reshape((y2.shape[1], y2.shape[2] // ow, ow))
+            _crop(scratch, y, cols, j0, j1)
+        if parts == 1 and epilogue:
+            _finish(y2, pooled, n, 0, y2.shape[1], ow, epilogue)
+
+
+def _forward_threads(x, m, init, tables, pads, y2, pooled, epilogue, chunks):
+    """``_forward``'s chunks on Numba's threads (``chunk_kernel``), then, where they split
+    images into parts, the epilogue of each image in as many parts of its channels."""
+    inner, outer, bounds = tables
+    for t in numba.prange(chunks):
+        _body(x, m, init, (inner, outer, bounds), pads, y2, pooled, epilogue, t, chunks)  # noqa: F821
+    parts = chunks // x.shape[0]
+    if parts > 1 and epilogue:
+        for t in numba.prange(chunks):
+            n, part = t // parts, t % parts
+            c0, c1 = _span(part, parts, y2.shape[1])
+            _finish(y2, pooled, n, c0, c1, pads[4], epilogue)
 
 
 def _dw_group(dy2, x, g0, gn, bufs, frames, db_t):
@@ -283,6 +256,7 @@ def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
     cols = -(-((x.shape[2] - 1) * dframe[1] + x.shape[3]) // RUN) * RUN
     scratch = np.empty((c_, cols) if small else (cb * LANES, dx_outer.shape[0]), dtype=x.dtype)
     direct = c_ % LANES == 0 and x.shape[2] * x.shape[3] == dx_outer.shape[0]
+    dx_entries = dx_outer.shape[0]
     dw_t = dw_parts[t]
     dw_t.fill(0)
     start, stop = _span(t, chunks, x.shape[0])
@@ -293,18 +267,38 @@ def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
             _pad_into(dy2[n].reshape((oc_, oh, ow)), dyp, 0, dframe[:6])
             if small:
                 _tile_px(dyp, dx_inner, dx_outer[0], wts[1], scratch)
-                _crop(scratch, dx[n], dframe[1])
+                _crop(scratch, dx[n], dframe[1], 0, scratch.shape[1])
             else:
                 out = dx[n].reshape((c_, -1)) if direct else scratch
-                _tile_oc(dyp, dx_inner, dx_outer, dx_bounds, wts[0], zero, out)
+                _tile_oc(dyp, dx_inner, dx_outer, dx_bounds, wts[0], zero, out, 0, dx_entries)
                 if not direct:
-                    _crop(scratch, dx[n], dframe[8])
-        _tile_oc(xg, pix, taps, dw_bounds, dyt, zero, dwt)
+                    _crop(scratch, dx[n], dframe[8], 0, dx_entries)
+        _tile_oc(xg, pix, taps, dw_bounds, dyt, zero, dwt, 0, taps.shape[0])
         for o in range(oc_):
             for r in range(dw_t.shape[1]):
                 dw_t[o, r] += dwt[o, r]
     for o in range(oc_):
         db_parts[t, o] = db_lanes[o // LANES, o % LANES]
+
+
+def _backward_threads(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, chunks):
+    """``_backward``'s chunks on Numba's threads (``chunk_kernel``)."""
+    wf, wt2 = wts
+    pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds = tables
+    xframe, dframe = frames
+    for t in numba.prange(chunks):
+        _body(  # noqa: F821
+            dy2,
+            x,
+            (wf, wt2),
+            (pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds),
+            (xframe, dframe),
+            dx,
+            dw_parts,
+            db_parts,
+            t,
+            chunks,
+        )
 
 
 @functools.cache
@@ -322,6 +316,6 @@ def kernels(pixels: int, lanes: int) -> tuple:
     tile = helper(variant(_tile_oc, _fma_tile=fma_tile_intrinsic(pixels, lanes), PIXELS=pixels))
     dw_group = helper(variant(_dw_group, _blocks=helper(variant(_blocks))))
     return (
-        chunk_kernel(variant(_forward, _tile_oc=tile)),
-        chunk_kernel(variant(_backward, _tile_oc=tile, _dw_group=dw_group)),
+        chunk_kernel(variant(_forward, _tile_oc=tile, PIXELS=pixels), _forward_threads),
+        chunk_kernel(variant(_backward, _tile_oc=tile, _dw_group=dw_group), _backward_threads),
     )

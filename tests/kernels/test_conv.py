@@ -13,7 +13,9 @@ from conftest import assert_close, assert_grad_close, numerical_grad
 
 import kernels.conv as conv
 from kernels import _isa
+from kernels.activation.reference import relu_forward_ref
 from kernels.conv import reference as ref
+from kernels.fused.reference import relu_maxpool2x2_forward_ref
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,7 +85,7 @@ def test_kernel_matches_reference(case, dtype, parallel, rng):
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_packed_forward_gives_the_bits_of_conv2d_forward(case, parts, dtype, parallel, rng):
     """Packed once, into a new array or the caller's, whole or each image in ``parts``
-    blocks of output channels: the same bits as ``conv2d_forward``, inputs untouched."""
+    runs of tiles: the same bits as ``conv2d_forward``, inputs untouched."""
     x, w, b, stride, padding = make_inputs(case, dtype, rng)
     expected = conv.conv2d_forward(x, w, b, stride, padding, parallel=parallel)
     inputs = [a for a in (x, w, b) if a is not None]
@@ -97,6 +99,36 @@ def test_packed_forward_gives_the_bits_of_conv2d_forward(case, parts, dtype, par
     np.testing.assert_array_equal(again, expected)
     for a, a_copy in zip(inputs, copies, strict=True):
         np.testing.assert_array_equal(a, a_copy)
+
+
+@pytest.mark.parametrize("epilogue", ["relu", "relu+maxpool2x2"])
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] * c[4] > 0], ids=str)
+def test_packed_forward_epilogue_is_the_layers_after_the_convolution(
+    case, parts, epilogue, dtype, parallel, rng
+):
+    """The fused epilogue gives the bits of ``conv2d_forward`` followed by the ReLU's and the
+    fused pooling's references, NaNs included (NaN biases: whole output channels)."""
+    x, w, b, stride, padding = make_inputs(case, dtype, rng)
+    if b is not None:
+        b[::2] = np.nan
+    y = conv.conv2d_forward(x, w, b, stride, padding, parallel=parallel)
+    packed = conv.pack_conv2d(w, b, stride, padding)
+    if epilogue == "relu":
+        expected = relu_forward_ref(y)
+    elif min(y.shape[2:]) < 2:
+        with pytest.raises(ValueError, match="too small to pool 2x2"):
+            conv.conv2d_forward_packed(x, packed, epilogue=epilogue)
+        return
+    else:
+        expected = relu_maxpool2x2_forward_ref(y)
+    buffer = np.full_like(y, 7.0)
+    got = conv.conv2d_forward_packed(
+        x, packed, epilogue=epilogue, buffer=buffer, parallel=parallel, parts=parts
+    )
+    np.testing.assert_array_equal(got, expected)
+    if epilogue != "relu":
+        np.testing.assert_array_equal(buffer, y)  # the convolution, before its ReLU
 
 
 def test_non_contiguous_input_is_accepted(rng):
@@ -158,6 +190,15 @@ BAD_INPUTS += [
     (lambda: conv.conv2d_forward_packed(_x(dtype=np.float32), PACKED), "same float dtype"),
     (lambda: conv.conv2d_forward_packed(_x((2, 3, 0, 5)), PACKED), r"must be non-empty and fit"),
     (lambda: conv.conv2d_forward_packed(_x(), PACKED, Y[:1]), r"out must be .* = \(2, 4, 5, 5\)"),
+    (lambda: conv.conv2d_forward_packed(_x(), PACKED, epilogue="gelu"), "epilogue must be one of"),
+    (
+        lambda: conv.conv2d_forward_packed(_x(), PACKED, epilogue="relu+maxpool2x2", buffer=Y[:1]),
+        r"buffer must be .* \(N, OC, OH, OW\) = \(2, 4, 5, 5\)",
+    ),
+    (
+        lambda: conv.conv2d_forward_packed(_x(), PACKED, Y, epilogue="relu+maxpool2x2"),
+        r"out must be .* \(N, OC, OH // 2, OW // 2\) = \(2, 4, 2, 2\)",
+    ),
     (lambda: conv.conv2d_forward_packed(_x(), PACKED, Y.astype(np.float32)), "out must be"),
     (lambda: conv.conv2d_forward_packed(_x(), PACKED, Y[..., ::-1]), "out must be a C-contig"),
     (lambda: conv.conv2d_forward_packed(_x(), PACKED, parts=0), "parts must be an int >= 1"),
@@ -219,7 +260,9 @@ PARITY_CHILD = """
 import numpy as np
 import kernels.conv as conv
 from kernels import _isa
+from kernels.activation.reference import relu_forward_ref
 from kernels.conv import reference as ref
+from kernels.fused.reference import relu_maxpool2x2_forward_ref
 
 rng = np.random.default_rng(7)
 worst = 0.0

@@ -111,15 +111,20 @@ def test_compile_notice_speaks_once_when_compiling_and_not_for_compiled_code():
 
 WAIT_POLICY = (
     "import os, kernels.activation; maps = open('/proc/self/maps').read(); "
-    "print(*(os.environ[k] for k in ('OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT')), "
+    "print(*(os.environ[k] for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', "
+    "'OPENBLAS_THREAD_TIMEOUT')), "
     "'libgomp' in maps, 'scipy.libs' in maps)"
 )
 
 
-def test_idle_worker_threads_are_told_to_sleep_before_their_libraries_load():
+def test_idle_worker_threads_are_told_to_spin_briefly_before_their_libraries_load():
     env = {k: v for k, v in os.environ.items() if k not in _jit.WAIT_POLICY}
     env["PYTHONPATH"] = str(REPO)
-    for preset, expected in [({}, "PASSIVE 4"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE 4")]:
+    for preset, expected in [
+        ({}, "PASSIVE 5000 4"),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE 5000 4"),
+        ({"GOMP_SPINCOUNT": "0"}, "PASSIVE 0 4"),
+    ]:
         out = subprocess.run(
             [sys.executable, "-c", WAIT_POLICY],
             env={**env, **preset},
@@ -131,10 +136,17 @@ def test_idle_worker_threads_are_told_to_sleep_before_their_libraries_load():
         assert out.stdout.split() == [*expected.split(), "False", "False"]
 
 
-def test_chunk_kernels_run_every_chunk():
-    def fill(x, t, chunks):
-        x[t] = t + 1.0
+def _fill(x, t, chunks):
+    x[t] = t + 1.0 + chunks
 
+
+def _fill_all(x, chunks):
+    for t in numba.prange(chunks):
+        _body(x, t, chunks)  # noqa: F821 - the body, a global of the launcher's copy
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_chunk_kernels_run_every_chunk(parallel):
     x = np.zeros(3)
-    _jit.ChunkKernel(fill)(x, chunks=3)
-    assert x.tolist() == [1.0, 2.0, 3.0]
+    _jit.ChunkKernel(_fill, _fill_all)(x, chunks=3, parallel=parallel)
+    assert x.tolist() == [4.0, 5.0, 6.0]
