@@ -131,6 +131,25 @@ def test_packed_forward_epilogue_is_the_layers_after_the_convolution(
         np.testing.assert_array_equal(buffer, y)  # the convolution, before its ReLU
 
 
+@pytest.mark.parametrize("epilogue", ["", "relu+maxpool2x2"])
+def test_bound_forward_gives_the_bits_of_the_packed_forward(epilogue, dtype, rng):
+    """Bound once to a shape, called twice on other inputs: each time the bits of
+    ``conv2d_forward_packed``, into the same array; an input of another shape, dtype or
+    layout is refused with a one-line error."""
+    x, w, b, stride, padding = make_inputs(CASES[6], dtype, rng)
+    packed = conv.pack_conv2d(w, b, stride, padding)
+    f = conv.bind_conv2d_forward(packed, x.shape, epilogue=epilogue, parts=2)
+    first = f(x)
+    np.testing.assert_array_equal(first, conv.conv2d_forward_packed(x, packed, epilogue=epilogue))
+    x2 = rng.standard_normal(x.shape).astype(dtype)
+    again = f(x2)
+    assert again is first
+    np.testing.assert_array_equal(again, conv.conv2d_forward_packed(x2, packed, epilogue=epilogue))
+    for bad in (x[:1], x.astype(np.float16), np.asfortranarray(x)):
+        with pytest.raises(ValueError, match=r"x must be a C-contiguous .* \(the shape it was"):
+            f(bad)
+
+
 def test_non_contiguous_input_is_accepted(rng):
     x = rng.standard_normal((2, 3, 6, 10))[:, :, :, ::2]
     w = rng.standard_normal((2, 3, 3, 3))
@@ -177,6 +196,11 @@ BAD_INPUTS = [
 PACKED = conv.pack_conv2d(W4, np.ones(4), 1, 1)
 Y = np.zeros((2, 4, 5, 5))
 BAD_INPUTS += [
+    (
+        lambda: conv.bind_conv2d_forward(PACKED, (2, 2, 5, 5)),
+        r"bind_conv2d_forward: w must have shape \(OC, C, KH, KW\) with C = 2",
+    ),
+    (lambda: conv.bind_conv2d_forward(PACKED, (2, 3, 5, 5), parts=0), "parts must be an int"),
     (lambda: conv.pack_conv2d(W4, np.ones(3)), r"pack_conv2d: b must have shape \(OC,\) = \(4,\)"),
     (lambda: conv.pack_conv2d(W4, np.ones(4, np.float32)), "same float dtype"),
     (lambda: conv.pack_conv2d(W4[0]), r"w must have shape \(OC, C, KH, KW\)"),
