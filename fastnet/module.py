@@ -302,11 +302,36 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for m in self._modules.values():
-            x = m(x)
+        """Each module in turn; a module followed by one it ``fuses`` (a ``Conv2d`` and its
+        ReLU) runs both in its own kernel: the same bits, one pass over memory fewer."""
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            after = modules[i + 1] if i + 1 < len(modules) else None
+            if _fuses(modules[i], after):
+                x = modules[i].forward(x, after)
+                i += 2
+            else:
+                x = modules[i](x)
+                i += 1
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        for m in reversed(self._modules.values()):
-            dy = m.backward(dy)
+        """Each module's backward in reverse order (a fused pair's in one kernel, as in
+        ``forward``)."""
+        modules = list(self._modules.values())
+        i = len(modules) - 1
+        while i >= 0:
+            if i > 0 and _fuses(modules[i - 1], modules[i]):
+                dy = modules[i - 1].backward(dy, modules[i])
+                i -= 2
+            else:
+                dy = modules[i].backward(dy)
+                i -= 1
         return dy
+
+
+def _fuses(module: Module, after: Module | None) -> bool:
+    """Whether ``module`` runs ``after`` (the next module) in its own kernels."""
+    fuses = getattr(module, "fuses", None)
+    return fuses is not None and fuses(after)

@@ -1,5 +1,6 @@
-"""Where a vgg training step's time goes: each layer's forward and backward, the loss and
-Adam, on 1 and on 2 threads (medians), and the whole step beside the sum of its parts.
+"""Where a vgg training step's time goes: each layer's forward and backward (a Conv2d and
+the ReLU it fuses as one), the loss and Adam, on 1 and on 2 threads (medians), and the
+whole step beside the sum of its parts.
 
     python tools/profile_step.py [--batch 100] [--rounds 30] [--threads 1 2]
 
@@ -23,6 +24,7 @@ def main() -> None:
 
     from fastnet import models, optim
     from fastnet.layers import SoftmaxCrossEntropy
+    from fastnet.module import _fuses
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=100)
@@ -35,6 +37,12 @@ def main() -> None:
     x = rng.random((args.batch, 1, 28, 28), dtype=np.float32)
     t = rng.integers(0, 10, args.batch)
     layers = list(net._modules.values())
+    # the parts as Sequential runs them: a layer and the ReLU it fuses are one part
+    parts, i = [], 0
+    while i < len(layers):
+        fused = i + 1 < len(layers) and _fuses(layers[i], layers[i + 1])
+        parts.append((f"{i:>2}", layers[i : i + 1 + fused]))
+        i += 1 + fused
 
     def timed(rec: dict, key: str, fn, *a):
         t0 = time.perf_counter()
@@ -45,12 +53,12 @@ def main() -> None:
     def step(rec: dict) -> None:
         net.train()
         h = x
-        for i, m in enumerate(layers):
-            h = timed(rec, f"{i:>2} {type(m).__name__} forward", m, h)
+        for i, ms in parts:
+            h = timed(rec, f"{i} {_name(ms)} forward", ms[0].forward, h, *ms[1:])
         timed(rec, "loss", loss_fn, h, t)
         g = loss_fn.backward()
-        for i in reversed(range(len(layers))):
-            g = timed(rec, f"{i:>2} {type(layers[i]).__name__} backward", layers[i].backward, g)
+        for i, ms in reversed(parts):
+            g = timed(rec, f"{i} {_name(ms)} backward", ms[0].backward, g, *ms[1:])
         timed(rec, "Adam", opt.step)
 
     medians, wholes = {}, {}
@@ -76,6 +84,11 @@ def main() -> None:
         print(f"{n} thread(s): sum of the parts {parts:.1f} ms, whole step median "
               f"{whole:.1f} ms (min {wholes[n].min():.1f}); outside the parts "
               f"{whole - parts:.1f} ms")  # fmt: skip
+
+
+def _name(modules: list) -> str:
+    """``Conv2d+ReLU``: the kinds of the modules of one part."""
+    return "+".join(type(m).__name__ for m in modules)
 
 
 if __name__ == "__main__":

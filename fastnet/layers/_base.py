@@ -84,11 +84,13 @@ def cached(module: Module, name: str) -> Any:
     return value
 
 
-def weighted_backward(layer: Conv2d | Affine, dy: np.ndarray, *args: Any) -> np.ndarray:
+def weighted_backward(
+    layer: Conv2d | Affine, dy: np.ndarray, *args: Any, **kwargs: Any
+) -> np.ndarray:
     """Backward of a layer with ``weight``, an optional ``bias`` and the input cached as
-    ``_x``: ``dx, dw, db = layer.ops.backward(dy, x, weight, *args)``; assigns
+    ``_x``: ``dx, dw, db = layer.ops.backward(dy, x, weight, *args, **kwargs)``; assigns
     ``weight.grad`` (and ``bias.grad``) and returns ``dx``."""
-    dx, dw, db = layer.ops.backward(dy, cached(layer, "_x"), layer.weight.data, *args)
+    dx, dw, db = layer.ops.backward(dy, cached(layer, "_x"), layer.weight.data, *args, **kwargs)
     layer.weight.grad = dw
     if layer.bias is not None:
         layer.bias.grad = db

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from fastnet.layers._base import (
+    cached,
     float_dtype,
     init_weight,
     kernel_table,
     positive_int,
     weighted_backward,
 )
+from fastnet.layers.activation import ReLU
 from fastnet.module import Module, Parameter
 from kernels import _checks
 from kernels.conv import conv2d_backward, conv2d_forward
@@ -70,16 +72,37 @@ class Conv2d(Module):
         self.bias = Parameter(np.zeros(oc, dt)) if bias else None
         self._x: np.ndarray | None = None
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) -> (N, OC, OH, OW)."""
+    def fuses(self, layer: Module | None) -> bool:
+        """Whether ``layer``, the next in a ``Sequential``, is a ReLU that this layer's kernels
+        apply in its passes (``forward(x, relu)``, ``backward(dy, relu)``): the fast kernels,
+        on both, and neither a subclass (whose passes may differ)."""
+        return (
+            type(self) is Conv2d
+            and type(layer) is ReLU
+            and self.ops is self.KERNELS["fast"]
+            and layer.ops is layer.KERNELS["fast"]
+        )
+
+    def forward(self, x: np.ndarray, relu: ReLU | None = None) -> np.ndarray:
+        """(N, C, H, W) -> (N, OC, OH, OW); with ``relu`` (a ReLU this layer ``fuses``), that
+        layer's forward too, in this layer's kernel (its cache set as by its own forward)."""
         b = None if self.bias is None else self.bias.data
-        y = self.ops.forward(x, self.weight.data, b, self.stride, self.padding)
+        if relu is None:
+            y = self.ops.forward(x, self.weight.data, b, self.stride, self.padding)
+        else:
+            y = self.ops.forward(x, self.weight.data, b, self.stride, self.padding, relu=True)
+            relu._y = y
         self._x = x
         return y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """(N, OC, OH, OW) -> (N, C, H, W); sets ``weight.grad`` and ``bias.grad``."""
-        return weighted_backward(self, dy, self.stride, self.padding)
+    def backward(self, dy: np.ndarray, relu: ReLU | None = None) -> np.ndarray:
+        """(N, OC, OH, OW) -> (N, C, H, W); sets ``weight.grad`` and ``bias.grad``. With
+        ``relu`` (the ReLU of ``forward(x, relu)``), ``dy`` is that layer's upstream gradient
+        and its backward runs in this layer's kernel."""
+        if relu is None:
+            return weighted_backward(self, dy, self.stride, self.padding)
+        relu_out = cached(relu, "_y")
+        return weighted_backward(self, dy, self.stride, self.padding, relu_out=relu_out)
 
     def extra_repr(self) -> str:
         oc, c, kh, kw = self.weight.data.shape

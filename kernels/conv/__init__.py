@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import _checks
+from kernels.activation import relu_backward, relu_forward
 from kernels.conv import cpu, tables
 from kernels.conv.packed import (
     PackedConv2d,
@@ -69,10 +70,11 @@ def conv2d_forward(
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, int] = 0,
     *,
+    relu: bool = False,
     parallel: bool = True,
 ) -> np.ndarray:
-    """2-D convolution ``y = conv2d(x, w) + b`` (repeated calls with the same weights:
-    ``pack_conv2d`` once, then ``conv2d_forward_packed``).
+    """2-D convolution ``y = conv2d(x, w) + b``, or ``relu(conv2d(x, w) + b)`` (repeated calls
+    with the same weights: ``pack_conv2d`` once, then ``conv2d_forward_packed``).
 
     Parameters
     ----------
@@ -81,6 +83,9 @@ def conv2d_forward(
     b : ndarray (OC,), same dtype as ``x``, or None (no bias)
     stride : int or (SH, SW), each >= 1
     padding : int or (PH, PW), each >= 0 (zero padding on both sides)
+    relu : bool
+        Apply a ReLU (``kernels.activation.relu_forward``) to each image's output while it
+        is in cache: the bits of the two kernels, one pass over memory fewer.
     parallel : bool
         Use the multi-threaded variant (the batch is split across threads).
 
@@ -96,10 +101,10 @@ def conv2d_forward(
     _checks.same_dtype(op, x=x, w=w)
     geom = _geometry(op, x, w, stride, padding)
     if impl := _checks.cuda_impl(op, "conv", x=x, w=w, b=b):
-        return impl.conv2d_forward(x, w, b, stride, padding)
-    run, y = _forward_call(
-        op, x.shape, _pack(w, b, geom[2:4], geom[4:6]), (None, None, ""), parallel, 1
-    )
+        y = impl.conv2d_forward(x, w, b, stride, padding)
+        return relu_forward(y) if relu else y
+    packed = _pack(w, b, geom[2:4], geom[4:6])
+    run, y = _forward_call(op, x.shape, packed, (None, None, "relu" if relu else ""), parallel, 1)
     run(x)
     return y
 
@@ -111,9 +116,12 @@ def conv2d_backward(
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, int] = 0,
     *,
+    relu_out: np.ndarray | None = None,
+    input_grad: bool = True,
     parallel: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of ``conv2d_forward`` with respect to its input, weights and bias.
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Gradients of ``conv2d_forward`` with respect to its input, weights and bias (of
+    ``relu(conv2d_forward(...))`` with ``relu_out``).
 
     Parameters
     ----------
@@ -121,12 +129,18 @@ def conv2d_backward(
     x : ndarray (N, C, H, W), the forward input, float32 or float64
     w : ndarray (OC, C, KH, KW), the weights, same dtype as ``x``
     stride, padding : int or pair, as in ``conv2d_forward``
+    relu_out : ndarray like ``dy``, or None
+        The output of a ReLU after the convolution, with ``dy`` its upstream gradient: the
+        ReLU's backward (``kernels.activation.relu_backward``) is applied to ``dy`` in
+        cache, image by image (the bits of the two kernels).
+    input_grad : bool
+        Compute ``dx`` (a first layer's is not needed: None is returned instead).
     parallel : bool
         Use the multi-threaded variant (per-thread partial ``dw`` reduced at the end).
 
     Returns
     -------
-    dx : ndarray (N, C, H, W)
+    dx : ndarray (N, C, H, W), or None without ``input_grad``
     dw : ndarray (OC, C, KH, KW)
     db : ndarray (OC,)
         All in the dtype of ``x``; ``db`` is returned even if the layer has no bias.
@@ -138,9 +152,16 @@ def conv2d_backward(
     _checks.same_dtype(op, dy=dy, x=x, w=w)
     geom = _geometry(op, x, w, stride, padding)
     _checks.shape_is(op, "dy", dy, (x.shape[0], w.shape[0], *geom[6:]), "(N, OC, OH, OW)")
-    if impl := _checks.cuda_impl(op, "conv", dy=dy, x=x, w=w):
-        return impl.conv2d_backward(dy, x, w, stride, padding)
-    dx = np.empty_like(x)
+    if relu_out is not None:
+        relu_out = _checks.float_array(op, "relu_out", relu_out, "(N, OC, OH, OW)")
+        _checks.same_dtype(op, dy=dy, relu_out=relu_out)
+        _checks.shape_is(op, "relu_out", relu_out, dy.shape, "(N, OC, OH, OW)")
+    if impl := _checks.cuda_impl(op, "conv", dy=dy, x=x, w=w, relu_out=relu_out):
+        dy = dy if relu_out is None else relu_backward(dy, relu_out)
+        dx, dw, db = impl.conv2d_backward(dy, x, w, stride, padding)
+        return (dx if input_grad else None), dw, db
+    mask = dy[:0] if relu_out is None else relu_out
+    dx = np.empty_like(x) if input_grad else x[:0]
     chunks = _chunks(x.shape[0], parallel)
     dw_parts = np.empty((chunks, w.shape[0], w.shape[2] * w.shape[3] * w.shape[1]), w.dtype)
     db_parts = np.empty((chunks, w.shape[0]), dtype=w.dtype)
@@ -150,6 +171,7 @@ def conv2d_backward(
     wf = w[:, :, ::-1, ::-1].swapaxes(0, 1)
     cpu.kernels(pixels, lanes)[1](
         dy.reshape(*dy.shape[:2], geom[6] * geom[7]),
+        mask.reshape(*mask.shape[:2], geom[6] * geom[7]),
         x,
         (tables.blocks(wf, lanes), _taps(wf)),
         offsets,
@@ -161,4 +183,5 @@ def conv2d_backward(
         parallel=parallel,
     )
     dw_taps = dw_parts.sum(axis=0).reshape(w.shape[0], w.shape[2], w.shape[3], w.shape[1])
-    return dx, np.ascontiguousarray(dw_taps.transpose(0, 3, 1, 2)), db_parts.sum(axis=0)
+    dw = np.ascontiguousarray(dw_taps.transpose(0, 3, 1, 2))
+    return (dx if input_grad else None), dw, db_parts.sum(axis=0)

@@ -122,12 +122,18 @@ def _pad_last(img, dst, base, frame):
 @helper
 def _crop(src, dst, row_stride, j0, j1):
     """``dst[o, h, w] = src[o, h*row_stride + w]`` for the ``h*row_stride + w`` in
-    ``[j0, j1)``."""
+    ``[j0, j1)``: whole rows, and the partial rows at either end of the range."""
     o_, h_, w_ = dst.shape
+    first, last = -(-j0 // row_stride), min(h_, j1 // row_stride)
     for o in range(o_):
-        for h in range(j0 // row_stride, min(h_, -(-j1 // row_stride))):
-            for w in range(max(0, j0 - h * row_stride), min(w_, j1 - h * row_stride)):
-                dst[o, h, w] = src[o, h * row_stride + w]
+        for h in range(first, last):
+            d, s = dst[o, h], src[o, h * row_stride :]
+            for w in range(w_):
+                d[w] = s[w]
+        for h in (first - 1, last):  # the range's partial rows, if any
+            if 0 <= h < h_:
+                for w in range(max(0, j0 - h * row_stride), min(w_, j1 - h * row_stride)):
+                    dst[o, h, w] = src[o, h * row_stride + w]
 
 
 @helper
@@ -215,10 +221,11 @@ def _forward_threads(x, m, init, tables, pads, y2, pooled, epilogue, chunks):
             _finish(y2, pooled, n, c0, c1, pads[4], epilogue)
 
 
-def _dw_group(dy2, x, g0, gn, bufs, frames, db_t):
-    """Pad images ``[g0, g0 + gn)`` into ``xg``, their ``dy`` into ``dyt`` (rows in
-    ``(oh, image, ow)`` order) and add their ``dy`` sums to ``db_t (OC/16, 16)`` (16
-    independent sums: one running sum would be bound by the latency of an addition)."""
+def _dw_group(src, first, x, g0, gn, bufs, frames, db_t):
+    """Pad images ``[g0, g0 + gn)`` into ``xg``, their ``dy`` (``src[first:first + gn]``) into
+    ``dyt`` (rows in ``(oh, image, ow)`` order) and add their ``dy`` sums to ``db_t (OC/16,
+    16)`` (16 independent sums: one running sum would be bound by the latency of an
+    addition)."""
     xg, dyt = bufs
     xframe, oh, ow = frames
     size = x.shape[1] * xframe[0] * xframe[1]
@@ -228,19 +235,31 @@ def _dw_group(dy2, x, g0, gn, bufs, frames, db_t):
         xg[gn * size :].fill(0)
     for i in range(gn):
         _pad_last(x[g0 + i], xg, i * size, xframe)
-        _blocks(dy2[g0 + i], dyt, i * ow, ow, group * ow)
+        _blocks(src[first + i], dyt, i * ow, ow, group * ow)
     for ob in range(dyt.shape[0]):
         for k in range(dyt.shape[1]):
             for lane in range(LANES):
                 db_t[ob, lane] += dyt[ob, k, lane]
 
 
-def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
+@helper
+def _relu_masked(dy2, mask, dst, g0, gn):
+    """``dst[i] = dy2[g0 + i]`` where ``mask[g0 + i] > 0``, else 0, for ``i < gn``: a ReLU's
+    backward (``kernels.activation``'s rule: a NaN in ``mask`` lets ``dy`` through)."""
+    zero = dst.dtype.type(0)
+    for i in range(gn):
+        d, m, o = dy2[g0 + i].ravel(), mask[g0 + i].ravel(), dst[i].ravel()
+        for j in range(o.shape[0]):
+            o[j] = zero if m[j] <= zero else d[j]
+
+
+def _backward(dy2, mask, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
     """Chunk ``t`` of the backward pass: ``dx (N, C, H, W)`` of its images and their summed
     ``dw_parts[t] (OC, KH*KW*C)`` (taps in ``(kh, kw, c)`` order) and ``db_parts[t] (OC,)``,
-    from ``dy2 (N, OC, OH*OW)``. ``wts = (blocks(wf), wt2)`` with ``wf (C, OC, KH, KW)`` the
-    flipped weights ``w[oc, c, KH-1-kh, KW-1-kw]`` and ``wt2 (C, KH*OC*KW)`` the same in
-    ``(kh, oc, kw)`` order;
+    from ``dy2 (N, OC, OH*OW)``, masked first by a ReLU's output ``mask`` (like ``dy2``)
+    unless ``mask`` is empty; no ``dx`` if it is empty. ``wts = (blocks(wf), wt2)`` with
+    ``wf (C, OC, KH, KW)`` the flipped weights ``w[oc, c, KH-1-kh, KW-1-kw]`` and ``wt2 (C,
+    KH*OC*KW)`` the same in ``(kh, oc, kw)`` order;
     ``tables, xframe, dframe = backward_plan(...)``, ``frames = (xframe, dframe)``."""
     pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds = tables
     xframe, dframe = frames
@@ -250,6 +269,7 @@ def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
     dyt = np.zeros((ocb, pix.shape[0], LANES), dtype=x.dtype)
     dyp = np.zeros(oc_ * dframe[0] * dframe[1] + RUN + dframe[1], dtype=x.dtype)
     dwt = np.empty((ocb * LANES, taps.shape[0]), dtype=x.dtype)
+    dyg = np.empty((group if mask.shape[0] else 0, oc_, oh * ow), dtype=x.dtype)
     zero = np.zeros((max(ocb, cb), LANES), dtype=x.dtype)
     db_lanes = np.zeros((ocb, LANES), dtype=x.dtype)
     small = c_ < LANES // 2  # dx through _tile_px
@@ -262,9 +282,14 @@ def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
     start, stop = _span(t, chunks, x.shape[0])
     for g0 in range(start, stop, group):
         gn = min(group, stop - g0)
-        _dw_group(dy2, x, g0, gn, (xg, dyt), (xframe, oh, ow), db_lanes)
-        for n in range(g0, g0 + gn):
-            _pad_into(dy2[n].reshape((oc_, oh, ow)), dyp, 0, dframe[:6])
+        src, first = dy2, g0
+        if mask.shape[0]:
+            _relu_masked(dy2, mask, dyg, g0, gn)
+            src, first = dyg, 0
+        _dw_group(src, first, x, g0, gn, (xg, dyt), (xframe, oh, ow), db_lanes)
+        for i in range(gn if dx.shape[0] else 0):
+            n = g0 + i
+            _pad_into(src[first + i].reshape((oc_, oh, ow)), dyp, 0, dframe[:6])
             if small:
                 _tile_px(dyp, dx_inner, dx_outer[0], wts[1], scratch)
                 _crop(scratch, dx[n], dframe[1], 0, scratch.shape[1])
@@ -281,7 +306,7 @@ def _backward(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
         db_parts[t, o] = db_lanes[o // LANES, o % LANES]
 
 
-def _backward_threads(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, chunks):
+def _backward_threads(dy2, mask, x, wts, tables, frames, dx, dw_parts, db_parts, chunks):
     """``_backward``'s chunks on Numba's threads (``chunk_kernel``)."""
     wf, wt2 = wts
     pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds = tables
@@ -289,6 +314,7 @@ def _backward_threads(dy2, x, wts, tables, frames, dx, dw_parts, db_parts, chunk
     for t in numba.prange(chunks):
         _body(  # noqa: F821
             dy2,
+            mask,
             x,
             (wf, wt2),
             (pix, taps, dw_bounds, dx_inner, dx_outer, dx_bounds),

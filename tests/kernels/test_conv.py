@@ -13,6 +13,7 @@ from conftest import assert_close, assert_grad_close, numerical_grad
 
 import kernels.conv as conv
 from kernels import _isa
+from kernels.activation import relu_backward, relu_forward
 from kernels.activation.reference import relu_forward_ref
 from kernels.conv import reference as ref
 from kernels.fused.reference import relu_maxpool2x2_forward_ref
@@ -150,6 +151,33 @@ def test_bound_forward_gives_the_bits_of_the_packed_forward(epilogue, dtype, rng
             f(bad)
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] * c[4] > 0], ids=str)
+def test_fused_relu_gives_the_bits_of_the_two_kernels(case, dtype, parallel, rng):
+    """``relu=True`` forward and ``relu_out`` backward: the bits of the convolution and the
+    ReLU's kernels run one after the other (NaNs in the ReLU's output included); without
+    ``input_grad``, no ``dx`` and the same ``dw`` and ``db``."""
+    x, w, b, stride, padding = make_inputs(case, dtype, rng)
+    y = conv.conv2d_forward(x, w, b, stride, padding, relu=True, parallel=parallel)
+    plain = conv.conv2d_forward(x, w, b, stride, padding, parallel=parallel)
+    np.testing.assert_array_equal(y, relu_forward(plain))
+    np.testing.assert_array_equal(y, relu_forward_ref(plain))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    y.reshape(-1)[::7] = np.nan
+    copies = [a.copy() for a in (dy, y, x)]
+    fused = conv.conv2d_backward(dy, x, w, stride, padding, relu_out=y, parallel=parallel)
+    apart = conv.conv2d_backward(relu_backward(dy, y), x, w, stride, padding, parallel=parallel)
+    for got, expected in zip(fused, apart, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    dx, dw, db = conv.conv2d_backward(
+        dy, x, w, stride, padding, relu_out=y, input_grad=False, parallel=parallel
+    )
+    assert dx is None
+    np.testing.assert_array_equal(dw, apart[1])
+    np.testing.assert_array_equal(db, apart[2])
+    for a, a_copy in zip((dy, y, x), copies, strict=True):
+        np.testing.assert_array_equal(a, a_copy)
+
+
 def test_non_contiguous_input_is_accepted(rng):
     x = rng.standard_normal((2, 3, 6, 10))[:, :, :, ::2]
     w = rng.standard_normal((2, 3, 3, 3))
@@ -190,6 +218,14 @@ BAD_INPUTS = [
     ),
     (lambda: conv.conv2d_backward(DY.astype(np.float32), _x(), W4, 1, 1), "same float dtype"),
     (lambda: conv.conv2d_backward(DY, _x(), W4, 1, -1), "padding must be >= 0"),
+    (
+        lambda: conv.conv2d_backward(DY, _x(), W4, 1, 1, relu_out=DY[:1]),
+        r"relu_out must have shape \(N, OC, OH, OW\) = \(2, 4, 5, 5\)",
+    ),
+    (
+        lambda: conv.conv2d_backward(DY, _x(), W4, 1, 1, relu_out=DY.astype(np.float32)),
+        "same float dtype",
+    ),
 ]
 
 
@@ -284,6 +320,7 @@ PARITY_CHILD = """
 import numpy as np
 import kernels.conv as conv
 from kernels import _isa
+from kernels.activation import relu_backward, relu_forward
 from kernels.activation.reference import relu_forward_ref
 from kernels.conv import reference as ref
 from kernels.fused.reference import relu_maxpool2x2_forward_ref
