@@ -191,7 +191,7 @@ def _forward(x, m, init, tables, pads, y2, pooled, epilogue, t, chunks):
     hp, wp, ph, pw, ow, cols = pads
     xp = np.zeros((x.shape[1] * hp + 1) * wp, dtype=x.dtype)
     scratch = np.empty((m.shape[0] * LANES, outer.shape[0]), dtype=x.dtype)
-    direct = y2.shape[1] % LANES == 0 and y2.shape[2] == outer.shape[0] and cols == ow
+    direct = y2.shape[1] % LANES == 0 and cols == ow  # the last tile stores its valid pixels
     parts = max(1, chunks // x.shape[0])
     start, stop = _span(t, chunks, x.shape[0] * parts)
     for item in range(start, stop):
@@ -275,7 +275,7 @@ def _backward(dy2, mask, x, wts, tables, frames, dx, dw_parts, db_parts, t, chun
     small = c_ < LANES // 2  # dx through _tile_px
     cols = -(-((x.shape[2] - 1) * dframe[1] + x.shape[3]) // RUN) * RUN
     scratch = np.empty((c_, cols) if small else (cb * LANES, dx_outer.shape[0]), dtype=x.dtype)
-    direct = c_ % LANES == 0 and x.shape[2] * x.shape[3] == dx_outer.shape[0]
+    direct = c_ % LANES == 0 and dframe[8] == x.shape[3]
     dx_entries = dx_outer.shape[0]
     dw_t = dw_parts[t]
     dw_t.fill(0)
