@@ -248,9 +248,10 @@ def _relu_masked(dy2, mask, dst, g0, gn):
     backward (``kernels.activation``'s rule: a NaN in ``mask`` lets ``dy`` through)."""
     zero = dst.dtype.type(0)
     for i in range(gn):
-        d, m, o = dy2[g0 + i].ravel(), mask[g0 + i].ravel(), dst[i].ravel()
-        for j in range(o.shape[0]):
-            o[j] = zero if m[j] <= zero else d[j]
+        for c in range(dst.shape[1]):
+            d, m, o = dy2[g0 + i, c], mask[g0 + i, c], dst[i, c]
+            for j in range(o.shape[0]):
+                o[j] = zero if m[j] <= zero else d[j]
 
 
 def _backward(dy2, mask, x, wts, tables, frames, dx, dw_parts, db_parts, t, chunks):
