@@ -323,7 +323,8 @@ class Sequential(Module):
         i = len(modules) - 1
         while i >= 0:
             if i > 0 and _fuses(modules[i - 1], modules[i]):
-                dy = modules[i - 1].backward(dy, modules[i])
+                fused: Any = modules[i - 1]  # a Conv2d: backward(dy, relu)
+                dy = fused.backward(dy, modules[i])
                 i -= 2
             else:
                 dy = modules[i].backward(dy)

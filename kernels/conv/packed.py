@@ -250,20 +250,17 @@ def bind_conv2d_forward(
         dtype (else ValueError) returns ``out``, overwritten.
     """
     op = "bind_conv2d_forward"
-    x_shape = tuple(x_shape)
-    _input(op, np.zeros(x_shape, packed.weights.dtype), packed)
-    run, out = _forward_call(op, x_shape, packed, (out, buffer, epilogue), parallel, parts)
+    shape = tuple(x_shape)
+    _input(op, np.zeros(shape, packed.weights.dtype), packed)
+    run, out = _forward_call(op, shape, packed, (out, buffer, epilogue), parallel, parts)
     dtype = packed.weights.dtype
 
     def bound(x: np.ndarray) -> np.ndarray:
         if not (
-            type(x) is np.ndarray
-            and x.shape == x_shape
-            and x.dtype == dtype
-            and x.flags.c_contiguous
+            type(x) is np.ndarray and x.shape == shape and x.dtype == dtype and x.flags.c_contiguous
         ):
             raise ValueError(
-                f"{op}: x must be a C-contiguous {dtype} numpy array of shape {x_shape} "
+                f"{op}: x must be a C-contiguous {dtype} numpy array of shape {shape} "
                 "(the shape it was bound to)"
             )
         run(x)

@@ -140,3 +140,30 @@ def test_import_compiles_nothing():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sequential_fuses_a_conv_and_its_relu_into_the_same_bits(dtype, rng):
+    """A Conv2d followed by a ReLU runs as one kernel per pass (``Conv2d.fuses``): the same
+    output, gradients and ``dx`` bits as the layers one by one, and each layer's cache set
+    (the ReLU's backward still works alone); a ReLU after another layer is not fused."""
+    conv, relu = layers.Conv2d(3, 16, 3, padding=1, rng=rng, dtype=dtype), ReLU()
+    net = Sequential(conv, relu, layers.MaxPool2d(2), ReLU())
+    x = rng.standard_normal((4, 3, 8, 8)).astype(dtype)
+    y = net(x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = net.backward(dy)
+    grads = [conv.weight.grad.copy(), conv.bias.grad.copy()]
+    assert conv.fuses(relu) and not conv.fuses(net[2])
+    h = x
+    for m in net:  # each layer on its own
+        h = m(h)
+    np.testing.assert_array_equal(h, y)
+    g = dy
+    for m in reversed(list(net)):
+        g = m.backward(g)
+    np.testing.assert_array_equal(g, dx)
+    for fused, apart in zip(grads, [conv.weight.grad, conv.bias.grad], strict=True):
+        np.testing.assert_array_equal(fused, apart)
+    net.to("reference")
+    assert not conv.fuses(relu)
