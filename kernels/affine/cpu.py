@@ -3,7 +3,12 @@
 The matrix products are ``np.dot`` (SciPy's BLAS, threaded by BLAS itself in both
 variants; never called from inside ``prange``, so BLAS threads are not nested in
 Numba's). ``prange`` splits the bias add over rows and the bias gradient over columns,
-so each thread owns its outputs.
+so each thread owns its outputs, but only for inputs of 64 x ``PARALLEL_MIN_SIZE`` values
+and more (``size_factor``): those loops are O(N*M) against the product's O(N*K*M), and a
+parallel region between two BLAS calls leaves Numba's threads spinning where BLAS's
+threads run next. Measured on the 2-core AMD EPYC Zen 4 (2026-12-08, x 100 x 1024,
+w 1024 x 50, 2 threads, medians of 200): the forward took 227 us with the parallel bias
+add and 91 us with the serial one (NumPy's own ``np.dot``: 67 us).
 """
 
 import numpy as np
@@ -12,7 +17,7 @@ from numba import prange
 from kernels._jit import kernel
 
 
-@kernel
+@kernel(size_factor=64)
 def affine_forward(x, w, b, y):
     np.dot(x, w, y)
     N, M = y.shape
@@ -21,7 +26,7 @@ def affine_forward(x, w, b, y):
             y[i, j] += b[j]
 
 
-@kernel
+@kernel(size_factor=64)
 def affine_backward(dy, x, w, dx, dw, db):
     np.dot(dy, w.T, dx)
     np.dot(x.T, dy, dw)
