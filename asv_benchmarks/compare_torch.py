@@ -123,15 +123,17 @@ def main() -> int:
         print("PyTorch is not installed: pip install torch==2.13.0", file=sys.stderr)
         return 2
 
-    # torch ships its own libgomp.so.1, whose idle threads busy-wait. Loaded first, it would
-    # also serve Numba's OpenMP threading layer (same soname), so fastnet's kernels would run
-    # beside spinning threads, not with the sleeping ones fastnet sets up (kernels._jit):
-    # a fastnet training step took 177 ms in a process that had imported torch, 109 ms
-    # alone. Numba's workqueue layer keeps fastnet at its stand-alone speed (109 ms here)
-    # and leaves torch its default OpenMP settings.
-    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    # torch ships its own libgomp.so.1, whose idle threads busy-wait by default (300,000
+    # spins). It is imported first, so that it reads the environment as the user set it
+    # (torch's own defaults), not fastnet's wait policy (kernels._jit: passive after a
+    # brief spin), which Numba's OpenMP layer reads when it loads the system libgomp at
+    # fastnet's first parallel kernel: each engine runs with its own settings. (Until
+    # 2026-12-08 fastnet ran on Numba's workqueue layer here, which wakes its threads far
+    # slower: the plan at batch 1 took 0.9 ms there against 0.14 ms with OpenMP.) Each
+    # timing loop lasts at least 0.2 s, so the other engine's spinning threads reach
+    # only its first milliseconds.
+    import torch  # noqa: I001 - first: its OpenMP runtime reads the user's environment
     import numba
-    import torch
     import torch.nn.functional as F
     from threadpoolctl import threadpool_limits
     from torch_calibration import twin
