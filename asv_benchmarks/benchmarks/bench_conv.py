@@ -7,22 +7,26 @@ from kernels.conv.reference import conv2d_backward_ref, conv2d_forward_ref
 from ._vgg import BATCH, CONVS, rand
 
 
+def _inputs(bench, layer):
+    """``x``, ``w``, ``b`` and ``pad`` of VGG's ``layer`` on ``bench``."""
+    c, oc, h, w, bench.pad = CONVS[layer]
+    bench.x = rand((BATCH, c, h, w))
+    bench.w = rand((oc, c, 3, 3), 1) * 0.1
+    bench.b = rand((oc,), 2)
+
+
 class Conv2d:
     params = (list(CONVS), ["numba", "reference"])
     param_names = ["layer", "impl"]
 
     def setup(self, layer, impl):
-        c, oc, h, w, pad = CONVS[layer]
-        self.x = rand((BATCH, c, h, w))
-        self.w = rand((oc, c, 3, 3), 1) * 0.1
-        self.b = rand((oc,), 2)
-        self.pad = pad
+        _inputs(self, layer)
         self.fwd, self.bwd = {
             "numba": (conv2d_forward, conv2d_backward),
             "reference": (conv2d_forward_ref, conv2d_backward_ref),
         }[impl]
-        self.dy = rand(self.fwd(self.x, self.w, self.b, 1, pad).shape, 3)
-        self.bwd(self.dy, self.x, self.w, 1, pad)  # compile
+        self.dy = rand(self.fwd(self.x, self.w, self.b, 1, self.pad).shape, 3)
+        self.bwd(self.dy, self.x, self.w, 1, self.pad)  # compile
 
     def time_forward(self, layer, impl):
         self.fwd(self.x, self.w, self.b, 1, self.pad)
@@ -39,12 +43,8 @@ class Conv2dReLU:
     param_names = ["layer", "impl"]
 
     def setup(self, layer, impl):
-        c, oc, h, w, pad = CONVS[layer]
-        self.x = rand((BATCH, c, h, w))
-        self.w = rand((oc, c, 3, 3), 1) * 0.1
-        self.b = rand((oc,), 2)
-        self.pad = pad
-        self.y = conv2d_forward(self.x, self.w, self.b, 1, pad, relu=True)
+        _inputs(self, layer)
+        self.y = conv2d_forward(self.x, self.w, self.b, 1, self.pad, relu=True)
         self.dy = rand(self.y.shape, 3)
         self.time_forward(layer, impl)  # compile
         self.time_backward(layer, impl)
