@@ -165,10 +165,10 @@ class ConvStep(Step):
         self.packed = pack_conv2d(w, b, stride, padding)
 
     def _prepare(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        y = conv2d_forward(_probe(x), self.w, self.b, self.stride, self.padding)
         if self.epilogue == "relu+maxpool2x2":
-            y = conv2d_forward(_probe(x), self.w, self.b, self.stride, self.padding)
             maxpool2d_forward(y, 2)  # the pool's own check that the window fits
-        oh, ow = conv2d_forward(_probe(x), self.w, self.b, self.stride, self.padding).shape[2:]
+        oh, ow = y.shape[2:]
         parts = self._parts(x.shape[0], oh * ow, numba.get_num_threads())
         return bind_conv2d_forward(self.packed, x.shape, epilogue=self.epilogue, parts=parts)
 
