@@ -22,7 +22,7 @@ import numpy as np
 
 from kernels import _checks
 from kernels.activation import relu_backward, relu_forward
-from kernels.conv import cpu, tables
+from kernels.conv import cpu, packed, tables
 from kernels.conv.packed import (
     PackedConv2d,
     W,
@@ -166,7 +166,7 @@ def conv2d_backward(
     dw_parts = np.empty((chunks, w.shape[0], w.shape[2] * w.shape[3] * w.shape[1]), w.dtype)
     db_parts = np.empty((chunks, w.shape[0]), dtype=w.dtype)
     n_chunk = -(-x.shape[0] // chunks)
-    pixels, lanes = tile(x.dtype, min(w.shape[:2]))
+    pixels, lanes = packed.tile(x.dtype, min(w.shape[:2]))  # one place to force a tile
     offsets, xframe, dframe = tables.backward_plan(n_chunk, *x.shape[1:], w.shape[0], geom, pixels)
     wf = w[:, :, ::-1, ::-1].swapaxes(0, 1)
     cpu.kernels(pixels, lanes)[1](

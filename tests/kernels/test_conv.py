@@ -287,7 +287,7 @@ VARIANT_CASES = [CASES[i] for i in (1, 8, 9, 10)]
 @pytest.mark.parametrize("dtype_name, tile", VARIANTS, ids=str)
 @pytest.mark.parametrize("case", VARIANT_CASES, ids=str)
 def test_every_tile_variant_matches_reference(dtype_name, tile, case, rng, monkeypatch):
-    monkeypatch.setattr(conv, "tile", lambda dtype, channels: tile)
+    monkeypatch.setattr(conv.packed, "tile", lambda dtype, channels: tile)
     x, w, b, stride, padding = make_inputs(case, np.dtype(dtype_name), rng)
     y_ref = ref.conv2d_forward_ref(x, w, b, stride, padding)
     dy = rng.standard_normal(y_ref.shape).astype(dtype_name)
@@ -302,15 +302,22 @@ def test_every_tile_variant_matches_reference(dtype_name, tile, case, rng, monke
 def test_every_tile_variant_gives_the_same_bits(dtype_name, case, rng, monkeypatch):
     """Whatever the tile (and layout: rows of the padded width, channels-last ``dw``), each
     output sums the same products in the same order, so a training run is the same on every
-    ISA's variant (cases where no variant switches ``dx`` to pixel runs, or all do)."""
+    ISA's variant (cases where no variant switches ``dx`` to pixel runs, or all do); the
+    fused ReLU passes and the packed forward's pooling epilogue too."""
     x, w, b, stride, padding = make_inputs(case, np.dtype(dtype_name), rng)
     dy = rng.standard_normal(ref.conv2d_forward_ref(x, w, b, stride, padding).shape)
-    results = []
+    dy = dy.astype(dtype_name)
+    results, tiles = [], set()
     for _, tile in (v for v in VARIANTS if v[0] == dtype_name):
-        monkeypatch.setattr(conv, "tile", lambda dtype, channels, tile=tile: tile)
+        monkeypatch.setattr(conv.packed, "tile", lambda dtype, channels, tile=tile: tile)
         y = conv.conv2d_forward(x, w, b, stride, padding)
-        results.append((y, *conv.conv2d_backward(dy.astype(dtype_name), x, w, stride, padding)))
-    assert len(results) > 2
+        yr = conv.conv2d_forward(x, w, b, stride, padding, relu=True)
+        packed = conv.pack_conv2d(w, b, stride, padding)
+        tiles.add(packed.tile)
+        pooled = conv.conv2d_forward_packed(x, packed, epilogue="relu+maxpool2x2", parts=2)
+        fused = conv.conv2d_backward(dy, x, w, stride, padding, relu_out=yr)
+        results.append((y, yr, pooled, *conv.conv2d_backward(dy, x, w, stride, padding), *fused))
+    assert len(tiles) > 2  # the variants really ran
     for other in results[1:]:
         for got, first in zip(other, results[0], strict=True):
             np.testing.assert_array_equal(got, first)
